@@ -1,0 +1,1 @@
+"""Node agent: netlink, DPDK, SR-IOV config."""

@@ -1,0 +1,1 @@
+"""The NodeENI API: CRD schema, spec/status models, validation."""

@@ -1,0 +1,1 @@
+"""Controller wiring: watches -> plan -> execute -> status."""

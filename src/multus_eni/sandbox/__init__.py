@@ -1,0 +1,1 @@
+"""The local world: real kube-apiserver + etcd, EC2 emulator with AWS's rules, node namespaces."""
