@@ -1,0 +1,320 @@
+"""The narrow EC2 port: the only door between multus-eni and the EC2 API.
+
+Around fifteen methods, each returning plain dataclasses from plan/model.py. One boto3
+client with botocore's `standard` retries, our client-side token buckets and our metrics
+hooked into its event system, so every call is rate-limited and counted in one place.
+Every EC2 failure becomes `EC2Error(code, message, operation)`: the planner classifies
+failures by code and never sees a botocore exception.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from multus_eni.aws import metrics
+from multus_eni.aws.tags import NAME, cluster_filter
+from multus_eni.aws.throttle import Throttler
+from multus_eni.plan.model import InstanceLimits, ObservedAttachment, ObservedENI, SecurityGroup, Subnet
+
+# EC2 accepts at most 200 values per filter.
+_FILTER_CHUNK = 200
+_PAGE_SIZE = 1000
+
+
+class EC2Error(Exception):
+    """A failed EC2 call. `code` is EC2's error code, or the client exception's name."""
+
+    def __init__(self, code: str, message: str, operation: str) -> None:
+        super().__init__(f"{operation}: {code}: {message}")
+        self.code = code
+        self.message = message
+        self.operation = operation
+
+
+class EC2Port:
+    def __init__(
+        self,
+        region: str,
+        endpoint_url: str | None = None,
+        *,
+        max_attempts: int = 5,
+        throttler: Throttler | None = None,
+        session: boto3.session.Session | None = None,
+        connect_timeout: float = 5,
+        read_timeout: float = 20,
+        max_pool_connections: int = 32,
+    ) -> None:
+        config = Config(
+            region_name=region,
+            retries={"mode": "standard", "max_attempts": max_attempts},
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            # The executor runs chains in parallel threads sharing this client.
+            max_pool_connections=max_pool_connections,
+        )
+        session = session or boto3.session.Session()
+        self.client: Any = session.client("ec2", region_name=region, endpoint_url=endpoint_url, config=config)
+        self.throttler = throttler if throttler is not None else Throttler(on_wait=metrics.record_client_wait)
+        self.throttler.attach(self.client)
+        metrics.attach(self.client)
+        self._limits: dict[str, InstanceLimits] = {}
+        self._limits_lock = threading.Lock()
+
+    # -- reads -------------------------------------------------------------------------
+
+    def describe_our_enis(self, cluster: str) -> list[ObservedENI]:
+        """Every ENI carrying our cluster tag, in as few paginated calls as EC2 allows."""
+        return self._describe_enis([cluster_filter(cluster)])
+
+    def describe_enis_by_tags(self, tags: Mapping[str, str]) -> list[ObservedENI]:
+        if not tags:
+            raise ValueError("refusing an unfiltered DescribeNetworkInterfaces")
+        return self._describe_enis([{"Name": f"tag:{k}", "Values": [v]} for k, v in tags.items()])
+
+    def describe_enis(self, eni_ids: Sequence[str]) -> list[ObservedENI]:
+        out: list[ObservedENI] = []
+        for chunk in _chunks(eni_ids):
+            out += self._describe_enis([{"Name": "network-interface-id", "Values": chunk}])
+        return out
+
+    def _describe_enis(self, filters: list[dict[str, Any]]) -> list[ObservedENI]:
+        pages = self._paginate("describe_network_interfaces", "DescribeNetworkInterfaces", Filters=filters)
+        return [_eni(raw) for page in pages for raw in page.get("NetworkInterfaces", [])]
+
+    def describe_subnets(self, ids: Iterable[str] = (), names: Iterable[str] = ()) -> list[Subnet]:
+        """Subnets by ID or Name tag; unknown ones are simply absent (filters, not SubnetIds,
+        so one bad ID does not fail the whole call). One call per kind of reference."""
+        found: dict[str, Subnet] = {}
+        for key, values in (("subnet-id", sorted(set(ids))), ("tag:Name", sorted(set(names)))):
+            for chunk in _chunks(values):
+                pages = self._paginate("describe_subnets", "DescribeSubnets", Filters=[{"Name": key, "Values": chunk}])
+                for page in pages:
+                    for raw in page.get("Subnets", []):
+                        found[raw["SubnetId"]] = _subnet(raw)
+        return list(found.values())
+
+    def describe_security_groups(
+        self, ids: Iterable[str] = (), names: Iterable[str] = (), vpc_id: str | None = None
+    ) -> list[SecurityGroup]:
+        """Groups by ID, or by name (names are unique per VPC only, hence `vpc_id`)."""
+        found: dict[str, SecurityGroup] = {}
+        queries: list[tuple[str, list[str]]] = [("group-id", sorted(set(ids))), ("group-name", sorted(set(names)))]
+        for key, values in queries:
+            for chunk in _chunks(values):
+                filters: list[dict[str, Any]] = [{"Name": key, "Values": chunk}]
+                if vpc_id and key == "group-name":
+                    filters.append({"Name": "vpc-id", "Values": [vpc_id]})
+                pages = self._paginate("describe_security_groups", "DescribeSecurityGroups", Filters=filters)
+                for page in pages:
+                    for raw in page.get("SecurityGroups", []):
+                        found[raw["GroupId"]] = SecurityGroup(
+                            id=raw["GroupId"], name=raw.get("GroupName", ""), vpc_id=raw.get("VpcId", "")
+                        )
+        return list(found.values())
+
+    def instance_type_limits(self, types: Iterable[str]) -> dict[str, InstanceLimits]:
+        """Interface and address limits per instance type; asks EC2 once per type ever."""
+        wanted = sorted({t for t in types if t})
+        with self._limits_lock:
+            missing = [t for t in wanted if t not in self._limits]
+        if missing:
+            fetched = self._fetch_limits(missing)
+            with self._limits_lock:
+                self._limits.update(fetched)
+        with self._limits_lock:
+            return {t: self._limits[t] for t in wanted if t in self._limits}
+
+    def _fetch_limits(self, types: list[str]) -> dict[str, InstanceLimits]:
+        try:
+            answers = [
+                raw
+                for chunk in _chunks(types, 100)
+                for page in self._paginate(
+                    "describe_instance_types",
+                    "DescribeInstanceTypes",
+                    Filters=[{"Name": "instance-type", "Values": chunk}],
+                )
+                for raw in page.get("InstanceTypes", [])
+            ]
+        except EC2Error:
+            return {}
+        out: dict[str, InstanceLimits] = {}
+        for raw in answers:
+            net = raw.get("NetworkInfo", {})
+            out[raw["InstanceType"]] = InstanceLimits(
+                max_enis=int(net.get("MaximumNetworkInterfaces", 0)),
+                ipv4_per_eni=int(net.get("Ipv4AddressesPerInterface", 0)),
+                ipv6_per_eni=int(net.get("Ipv6AddressesPerInterface", 0)),
+            )
+        return out
+
+    # -- ENI lifecycle -----------------------------------------------------------------
+
+    def create_eni(
+        self,
+        subnet_id: str,
+        sg_ids: Sequence[str],
+        description: str,
+        tags: Mapping[str, str],
+        client_token: str,
+        private_ip: str | None = None,
+    ) -> ObservedENI:
+        params: dict[str, Any] = {
+            "SubnetId": subnet_id,
+            "Description": description,
+            "ClientToken": client_token,
+            # Tagged in the same call: an ENI never exists, even briefly, without its owner.
+            "TagSpecifications": [{"ResourceType": "network-interface", "Tags": _tag_list(tags)}],
+        }
+        if sg_ids:
+            params["Groups"] = list(sg_ids)
+        if private_ip:
+            params["PrivateIpAddress"] = private_ip
+        answer = self._call("create_network_interface", "CreateNetworkInterface", **params)
+        return _eni(answer["NetworkInterface"])
+
+    def attach_eni(self, eni_id: str, instance_id: str, device_index: int) -> str:
+        answer = self._call(
+            "attach_network_interface",
+            "AttachNetworkInterface",
+            NetworkInterfaceId=eni_id,
+            InstanceId=instance_id,
+            DeviceIndex=device_index,
+            # Explicit: on multi-card instances an omitted card index has been reported to
+            # fail with a false "device index in use".
+            NetworkCardIndex=0,
+        )
+        return str(answer["AttachmentId"])
+
+    def set_delete_on_termination(self, eni_id: str, attachment_id: str, value: bool) -> None:
+        self._call(
+            "modify_network_interface_attribute",
+            "ModifyNetworkInterfaceAttribute",
+            NetworkInterfaceId=eni_id,
+            Attachment={"AttachmentId": attachment_id, "DeleteOnTermination": value},
+        )
+
+    def detach_eni(self, attachment_id: str, force: bool = False) -> None:
+        self._call("detach_network_interface", "DetachNetworkInterface", AttachmentId=attachment_id, Force=force)
+
+    def delete_eni(self, eni_id: str) -> None:
+        self._call("delete_network_interface", "DeleteNetworkInterface", NetworkInterfaceId=eni_id)
+
+    # -- addresses and tags ------------------------------------------------------------
+
+    def assign_private_ips(self, eni_id: str, ips: Sequence[str], allow_reassignment: bool = True) -> None:
+        self._call(
+            "assign_private_ip_addresses",
+            "AssignPrivateIpAddresses",
+            NetworkInterfaceId=eni_id,
+            PrivateIpAddresses=list(ips),
+            AllowReassignment=allow_reassignment,
+        )
+
+    def unassign_private_ips(self, eni_id: str, ips: Sequence[str]) -> None:
+        self._call(
+            "unassign_private_ip_addresses",
+            "UnassignPrivateIpAddresses",
+            NetworkInterfaceId=eni_id,
+            PrivateIpAddresses=list(ips),
+        )
+
+    def assign_ipv6(self, eni_id: str, ips: Sequence[str]) -> None:
+        self._call("assign_ipv6_addresses", "AssignIpv6Addresses", NetworkInterfaceId=eni_id, Ipv6Addresses=list(ips))
+
+    def unassign_ipv6(self, eni_id: str, ips: Sequence[str]) -> None:
+        self._call(
+            "unassign_ipv6_addresses", "UnassignIpv6Addresses", NetworkInterfaceId=eni_id, Ipv6Addresses=list(ips)
+        )
+
+    def create_tags(self, resource_ids: Sequence[str], tags: Mapping[str, str]) -> None:
+        self._call("create_tags", "CreateTags", Resources=list(resource_ids), Tags=_tag_list(tags))
+
+    def delete_tags(self, resource_ids: Sequence[str], keys: Sequence[str]) -> None:
+        self._call("delete_tags", "DeleteTags", Resources=list(resource_ids), Tags=[{"Key": k} for k in keys])
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    def _call(self, method: str, operation: str, **params: Any) -> dict[str, Any]:
+        try:
+            return getattr(self.client, method)(**params)
+        except ClientError as err:
+            raise _error(err, operation) from err
+        except BotoCoreError as err:
+            raise EC2Error(type(err).__name__, str(err), operation) from err
+
+    def _paginate(self, method: str, operation: str, **params: Any) -> list[dict[str, Any]]:
+        try:
+            paginator = self.client.get_paginator(method)
+            return list(paginator.paginate(**params, PaginationConfig={"PageSize": _PAGE_SIZE}))
+        except ClientError as err:
+            raise _error(err, operation) from err
+        except BotoCoreError as err:
+            raise EC2Error(type(err).__name__, str(err), operation) from err
+
+
+def _error(err: ClientError, operation: str) -> EC2Error:
+    info = err.response.get("Error", {})
+    return EC2Error(str(info.get("Code", "Unknown")), str(info.get("Message", "")), operation)
+
+
+def _chunks(values: Sequence[str], size: int = _FILTER_CHUNK) -> list[list[str]]:
+    values = list(values)
+    return [values[i : i + size] for i in range(0, len(values), size)]
+
+
+def _tag_list(tags: Mapping[str, str]) -> list[dict[str, str]]:
+    return [{"Key": k, "Value": v} for k, v in tags.items()]
+
+
+def _tags(raw: Sequence[Mapping[str, str]] | None) -> dict[str, str]:
+    return {t["Key"]: t.get("Value", "") for t in raw or ()}
+
+
+def _subnet(raw: Mapping[str, Any]) -> Subnet:
+    return Subnet(
+        id=raw["SubnetId"],
+        az=raw.get("AvailabilityZone", ""),
+        cidr=raw.get("CidrBlock", ""),
+        name=_tags(raw.get("Tags")).get(NAME),
+        vpc_id=raw.get("VpcId", ""),
+        available_ips=int(raw.get("AvailableIpAddressCount", 0)),
+    )
+
+
+def _eni(raw: Mapping[str, Any]) -> ObservedENI:
+    att = raw.get("Attachment")
+    attachment = None
+    if att and att.get("AttachmentId"):
+        attachment = ObservedAttachment(
+            id=att["AttachmentId"],
+            instance_id=att.get("InstanceId", ""),
+            device_index=int(att.get("DeviceIndex", -1)),
+            status=att.get("Status", ""),
+            delete_on_termination=bool(att.get("DeleteOnTermination", False)),
+        )
+    # botocore lower-cases nothing: EC2's ENI tags arrive as TagSet.
+    tags = _tags(raw.get("TagSet") or raw.get("Tags"))
+    return ObservedENI(
+        id=raw["NetworkInterfaceId"],
+        subnet_id=raw.get("SubnetId", ""),
+        az=raw.get("AvailabilityZone", ""),
+        status=raw.get("Status", ""),
+        mac=raw.get("MacAddress", ""),
+        private_ip=raw.get("PrivateIpAddress", ""),
+        description=raw.get("Description", ""),
+        tags=tags,
+        attachment=attachment,
+        private_ips=tuple(
+            p["PrivateIpAddress"] for p in raw.get("PrivateIpAddresses", []) if p.get("PrivateIpAddress")
+        ),
+        ipv6s=tuple(a["Ipv6Address"] for a in raw.get("Ipv6Addresses", []) if a.get("Ipv6Address")),
+        sg_ids=tuple(g["GroupId"] for g in raw.get("Groups", [])),
+        vpc_id=raw.get("VpcId", ""),
+    )

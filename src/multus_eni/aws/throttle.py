@@ -1,0 +1,144 @@
+"""Client-side token buckets per EC2 throttling category, hooked into botocore once.
+
+EC2 throttles per account and Region with one token bucket per API category (FACTS.md,
+from the EC2 developer guide "Request throttling"). Spending our tokens at the rate the
+bucket refills avoids `RequestLimitExceeded` instead of surviving it with retries, and
+a refused call costs a token too. Every HTTP attempt (retries included: each spends an
+AWS token) waits here, via botocore's `before-send` event, so no call site can forget.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class BucketSpec:
+    capacity: float
+    refill_per_second: float
+
+    def scaled(self, factor: float) -> BucketSpec:
+        return BucketSpec(self.capacity * factor, self.refill_per_second * factor)
+
+
+# FACTS.md, "EC2 API throttling". Operations not listed there fall into `mutating`
+# (AWS's catch-all for mutating actions) or the describe buckets.
+AWS_BUCKETS: Mapping[str, BucketSpec] = {
+    "create_eni": BucketSpec(100, 5),
+    "attach_detach": BucketSpec(50, 5),
+    "delete_eni": BucketSpec(100, 5),
+    "modify_eni": BucketSpec(100, 5),
+    "assign_ips": BucketSpec(100, 5),
+    "unassign_ips": BucketSpec(100, 5),
+    "create_tags": BucketSpec(100, 10),
+    "mutating": BucketSpec(50, 5),
+    "describe_filtered": BucketSpec(100, 20),
+    "describe_unfiltered": BucketSpec(50, 10),
+}
+
+OPERATION_CATEGORY: Mapping[str, str] = {
+    "CreateNetworkInterface": "create_eni",
+    "AttachNetworkInterface": "attach_detach",
+    "DetachNetworkInterface": "attach_detach",
+    "DeleteNetworkInterface": "delete_eni",
+    "ModifyNetworkInterfaceAttribute": "modify_eni",
+    "AssignPrivateIpAddresses": "assign_ips",
+    "UnassignPrivateIpAddresses": "unassign_ips",
+    "CreateTags": "create_tags",
+}
+
+
+def category_for(operation: str, filtered: bool) -> str:
+    if operation in OPERATION_CATEGORY:
+        return OPERATION_CATEGORY[operation]
+    if operation.startswith("Describe"):
+        return "describe_filtered" if filtered else "describe_unfiltered"
+    return "mutating"
+
+
+class TokenBucket:
+    """A token bucket that never refuses: a caller takes a token now and sleeps off the debt.
+
+    Taking first and sleeping after (tokens may go negative) serves callers in arrival
+    order without a condition variable and without waking everyone on every refill.
+    """
+
+    def __init__(
+        self,
+        spec: BucketSpec,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if spec.capacity < 1 or spec.refill_per_second <= 0:
+            raise ValueError(f"a bucket needs capacity >= 1 and a positive refill, got {spec}")
+        self.spec = spec
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._tokens = float(spec.capacity)
+        self._stamp = clock()
+
+    def reserve(self) -> float:
+        """Take one token; return how long the caller must wait before using it."""
+        with self._lock:
+            now = self._clock()
+            elapsed = max(0.0, now - self._stamp)
+            self._stamp = now
+            self._tokens = min(self.spec.capacity, self._tokens + elapsed * self.spec.refill_per_second)
+            self._tokens -= 1
+            if self._tokens >= 0:
+                return 0.0
+            return -self._tokens / self.spec.refill_per_second
+
+    def acquire(self) -> float:
+        wait = self.reserve()
+        if wait > 0:
+            self._sleep(wait)
+        return wait
+
+
+class Throttler:
+    """One bucket per category; `acquire(operation)` blocks until the call may go out."""
+
+    def __init__(
+        self,
+        specs: Mapping[str, BucketSpec] | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        on_wait: Callable[[str, float], None] | None = None,
+    ) -> None:
+        merged = dict(AWS_BUCKETS)
+        merged.update(specs or {})
+        self.buckets = {name: TokenBucket(spec, clock, sleep) for name, spec in merged.items()}
+        self._on_wait = on_wait
+
+    @classmethod
+    def scaled(cls, factor: float, **kwargs: Any) -> Throttler:
+        """AWS's buckets times `factor` (below 1 leaves room for other callers in the account)."""
+        return cls({name: spec.scaled(factor) for name, spec in AWS_BUCKETS.items()}, **kwargs)
+
+    def acquire(self, operation: str, filtered: bool = True) -> float:
+        waited = self.buckets[category_for(operation, filtered)].acquire()
+        if waited > 0 and self._on_wait is not None:
+            self._on_wait(operation, waited)
+        return waited
+
+    def attach(self, client: Any) -> None:
+        """Make every HTTP attempt of `client` pass through the buckets."""
+        client.meta.events.register("before-send.ec2", self._before_send)
+
+    def _before_send(self, request: Any, event_name: str, **_: Any) -> None:
+        operation = event_name.rsplit(".", 1)[-1]
+        self.acquire(operation, filtered=_is_filtered_or_paginated(request.body))
+        # None: let botocore send the request itself.
+
+
+def _is_filtered_or_paginated(body: Any) -> bool:
+    # EC2 speaks the query protocol: the form body names every parameter.
+    text = bytes(body).decode("utf-8", "replace") if isinstance(body, bytes | bytearray) else str(body or "")
+    return any(marker in text for marker in ("Filter.", "MaxResults=", "NextToken="))
