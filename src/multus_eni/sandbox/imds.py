@@ -28,6 +28,10 @@ TOKEN_PATH = "/latest/api/token"
 TTL_HEADER = "X-aws-ec2-metadata-token-ttl-seconds"
 TOKEN_HEADER = "X-aws-ec2-metadata-token"
 MAX_TOKEN_TTL = 21600
+# Marks the EC2 calls IMDS makes, so the emulator can keep them out of call counts and API
+# throttling: the real IMDS is served by the hypervisor and costs no EC2 API quota.
+SANDBOX_CALLER_HEADER = "X-Multus-Eni-Sandbox-Caller"
+SANDBOX_CALLER = "imds"
 # The attachment states in which the device is present on the instance, as the guest sees it.
 VISIBLE_ATTACHMENT_STATES = {"attached", "detaching"}
 
@@ -124,11 +128,13 @@ def resolve(tree: Tree, path: str) -> str | None:
 class Ec2MetadataSource:
     """Reads an instance's metadata from the EC2 emulator, caching each answer briefly.
 
-    `ec2` is a boto3 EC2 client (thread-safe for calls); one source can serve many nodes.
+    `ec2` is a boto3 EC2 client of its own (thread-safe for calls; its requests get tagged with
+    SANDBOX_CALLER_HEADER); one source can serve many nodes.
     """
 
     def __init__(self, ec2: Any, region: str, *, ttl: float = 0.25) -> None:
         self.ec2 = ec2
+        ec2.meta.events.register("before-sign.ec2", _tag_request)
         self.region = region
         self.ttl = ttl
         self._cache: dict[str, tuple[float, InstanceMeta]] = {}
@@ -196,6 +202,10 @@ class Ec2MetadataSource:
         if key not in self._static:
             self._static[key] = self.ec2.describe_vpcs(VpcIds=[vpc_id])["Vpcs"][0]
         return self._static[key]
+
+
+def _tag_request(request: Any, **_: Any) -> None:
+    request.headers[SANDBOX_CALLER_HEADER] = SANDBOX_CALLER
 
 
 class TokenStore:
