@@ -179,3 +179,14 @@ def test_multus_refuses_a_sandbox_whose_pod_uid_does_not_match(w: NodeWorld) -> 
 
     assert not netns.exists(sandbox.netns)  # a failed ADD leaves nothing behind
     assert sandbox.network_status(w.client) == []
+
+
+def test_adding_a_pod_missing_from_the_api_fails_instead_of_passing_silently(w: NodeWorld) -> None:
+    # Multus answers success (with a placeholder result) for a pod it cannot find; the sandbox
+    # must not mistake that for a networked pod.
+    sandbox = kubelet.PodSandbox(w.node, w.namespace, "no-such-pod", uid="11111111-2222-3333-4444-555555555555")
+
+    with pytest.raises(kubelet.PodNotFound):
+        sandbox.add()
+
+    assert not netns.exists(sandbox.netns)

@@ -151,6 +151,16 @@ class CniError(RuntimeError):
         super().__init__(f"CNI {command} for {pod}: {message}")
 
 
+class PodNotFound(CniError):
+    """Multus found no such pod and, as it does for the kubelet, answered success having done nothing."""
+
+
+def _is_placeholder(result: dict[str, Any]) -> bool:
+    # Multus's answer for a pod missing from the API (observed with the thin plugin v4.2.3): one
+    # interface and the address 0.0.0.0/0; no delegate ran. A real IPAM never hands out 0.0.0.0/0.
+    return [ip.get("address") for ip in result.get("ips", [])] == ["0.0.0.0/0"]
+
+
 def network_status(pod: Pod) -> list[dict[str, Any]]:
     """The network-status Multus wrote on a pod ([] when it wrote none)."""
     annotations = (pod.metadata.annotations if pod.metadata else None) or {}
@@ -190,7 +200,10 @@ class PodSandbox:
             (self.node.state_dir / sub).mkdir(parents=True, exist_ok=True)
         netns.create(self.netns, exist_ok=True)
         try:
-            return self._multus("ADD")
+            result = self._multus("ADD")
+            if _is_placeholder(result):
+                raise PodNotFound("ADD", f"{self.namespace}/{self.name}", "no such pod in the API: nothing set up")
+            return result
         except BaseException:
             # A failed ADD leaves nothing behind, as with a runtime that retries the sandbox.
             self._del_quietly()
