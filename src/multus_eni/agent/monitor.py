@@ -1,0 +1,273 @@
+"""The agent's loop: wake on a Node or link event, observe, plan, act, report.
+
+Level-triggered: a wake-up says "something changed", never what. Each pass reads the Node from
+the informer's store and every link from the kernel, asks the pure planner what to do, applies
+it, and observes again until the planner has nothing left (the report is then the kernel's
+state after the changes, not a prediction). Only then the report, the SR-IOV config and the
+taint are written, each only when it differs from what is there.
+
+A failing action is not retried within the pass (the other interfaces still go ahead); the pass
+schedules a retry with backoff and reports the error. The periodic resync is a safety net for
+a missed event, not how changes are found.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from multus_eni.agent import annotations, sriov
+from multus_eni.agent.annotations import AnnotationError
+from multus_eni.agent.desired import (
+    Action,
+    AgentPlan,
+    BoundDevice,
+    DpdkBind,
+    DpdkRelease,
+    Link,
+    LinkAction,
+    Rename,
+    SetDown,
+    SetMtu,
+    SetUp,
+    plan,
+)
+from multus_eni.agent.node import Conflict
+from multus_eni.agent.taint import TaintSpec, has_taint, taints_with
+from multus_eni.kube.informer import Backoff
+
+log = logging.getLogger(__name__)
+
+MAX_ROUNDS = 4  # apply/observe rounds in one pass; a rename cycle needs one, a racing udev two
+
+
+class Links(Protocol):
+    def links(self) -> list[Link]: ...
+    def apply(self, action: LinkAction) -> None: ...
+
+
+class Devices(Protocol):
+    def observe(self) -> list[BoundDevice]: ...
+    def bind(self, mac: str, pci_address: str, driver: str) -> None: ...
+    def release(self, mac: str, pci_address: str, driver: str = ...) -> None: ...
+
+
+class NodeStore(Protocol):
+    def get(self, name: str, namespace: str | None = None) -> dict[str, Any] | None: ...
+
+
+class NodeWriter(Protocol):
+    name: str
+
+    def set_report(self, text: str) -> str | None: ...
+    def set_taints(self, taints: list[dict[str, Any]], resource_version: str) -> None: ...
+
+
+@dataclass
+class AgentConfig:
+    node_name: str
+    primary_mac: str
+    taint: TaintSpec | None = field(default_factory=TaintSpec)  # None: leave taints alone
+    sriov_config: Path | None = None  # None: never write the device plugin config
+    resync_seconds: float = 600.0
+
+
+@dataclass(frozen=True)
+class PassResult:
+    actions: int
+    plan: AgentPlan | None
+    errors: dict[str, str]
+
+
+class Agent:
+    def __init__(
+        self,
+        config: AgentConfig,
+        node_store: NodeStore,
+        node_writer: NodeWriter,
+        links: Links,
+        devices: Devices | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.node_store = node_store
+        self.node_writer = node_writer
+        self.links = links
+        self.devices = devices
+        self.clock = clock
+        self._wake = threading.Event()
+        self._retry_at: float | None = None
+        self._backoff = Backoff(initial=1.0, maximum=60.0)
+        # (report we wrote, resourceVersion the store showed before we wrote it): the store
+        # lags our own write by one watch event; don't write the same report twice meanwhile.
+        self._last_report: tuple[str, str | None] | None = None
+        self._annotation_problem: str | None = None
+        self.passes = 0
+
+    def wake(self) -> None:
+        """Thread-safe; called by the Node informer and the link event thread."""
+        self._wake.set()
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            self._wake.wait(self._wait_seconds())
+            if stop.is_set():
+                break
+            self._wake.clear()
+            try:
+                self.reconcile()
+            except Exception:
+                log.exception("reconcile pass failed; retrying")
+                self._schedule_retry()
+
+    def _wait_seconds(self) -> float:
+        wait = self.config.resync_seconds
+        if self._retry_at is not None:
+            wait = min(wait, max(0.0, self._retry_at - self.clock()))
+        return wait
+
+    # -- one pass ------------------------------------------------------------------------------
+
+    def reconcile(self) -> PassResult:
+        self.passes += 1
+        node = self.node_store.get(self.config.node_name)
+        if node is None:
+            log.warning("Node %s not found; waiting for it", self.config.node_name)
+            return PassResult(0, None, {})
+        desired = self._desired(node)
+
+        failed: dict[str, str] = {}
+        applied = 0
+        current: AgentPlan | None = None
+        for round_ in range(MAX_ROUNDS + 1):
+            bound = self.devices.observe() if self.devices else []
+            current = plan(desired, self.links.links(), self.config.primary_mac, bound=bound, errors=failed)
+            todo = [a for a in current.actions if a.mac not in failed]
+            if not todo or round_ == MAX_ROUNDS:
+                break
+            applied += self._apply(todo, failed)
+        assert current is not None
+        for note in current.notes:
+            log.debug("%s", note)
+
+        if current.actions:  # failed, or still changing after MAX_ROUNDS
+            self._schedule_retry()
+        else:
+            self._retry_at = None
+            self._backoff.reset()
+
+        self._publish_report(node, current)
+        self._write_sriov(current)
+        self._set_taint(node, current)
+        if applied or self.passes == 1:
+            ready = sum(1 for r in current.report or () if r.ready)
+            taint = {True: "wanted", False: "not wanted", None: "left as is"}[current.taint]
+            log.info("pass %d: %d actions applied, %d/%d interfaces ready, taint %s",
+                     self.passes, applied, ready, len(current.report or ()), taint)
+        return PassResult(applied, current, failed)
+
+    def _desired(self, node: dict[str, Any]) -> list[annotations.DesiredInterface] | None:
+        text = ((node.get("metadata") or {}).get("annotations") or {}).get(annotations.DESIRED_ANNOTATION)
+        try:
+            desired = annotations.parse_desired(text)
+        except AnnotationError as err:
+            if str(err) != self._annotation_problem:
+                log.error("ignoring the desired interfaces: %s", err)
+            self._annotation_problem = str(err)
+            return None
+        self._annotation_problem = None
+        return desired
+
+    def _apply(self, actions: list[Action], failed: dict[str, str]) -> int:
+        applied = 0
+        for action in actions:
+            # After a failure only bringing the link back up still runs: a link we took down
+            # for a rename must not stay down because the rename was refused.
+            if action.mac in failed and not isinstance(action, SetUp):
+                continue
+            try:
+                self._apply_one(action)
+                applied += 1
+                log.info("applied %s", _describe(action))
+            except Exception as exc:
+                failed.setdefault(action.mac, f"{_describe(action)} failed: {exc}")
+                log.warning("%s failed: %s", _describe(action), exc)
+        return applied
+
+    def _apply_one(self, action: Action) -> None:
+        if isinstance(action, DpdkBind):
+            self._require_devices().bind(action.mac, action.pci_address, action.driver)
+        elif isinstance(action, DpdkRelease):
+            self._require_devices().release(action.mac, action.pci_address, action.driver)
+        else:
+            self.links.apply(action)
+
+    def _require_devices(self) -> Devices:
+        if self.devices is None:
+            raise RuntimeError("DPDK is not enabled on this agent")
+        return self.devices
+
+    def _schedule_retry(self) -> None:
+        self._retry_at = self.clock() + self._backoff.next_delay()
+
+    # -- writing back --------------------------------------------------------------------------
+
+    def _publish_report(self, node: dict[str, Any], current: AgentPlan) -> None:
+        if current.report is None:
+            return
+        text = annotations.render_report(current.report)
+        meta = node.get("metadata") or {}
+        existing = (meta.get("annotations") or {}).get(annotations.REPORT_ANNOTATION)
+        if annotations.same_report(existing, text):
+            return
+        if self._last_report == (text, meta.get("resourceVersion")):
+            return  # written already; the watch has not brought it back yet
+        self.node_writer.set_report(text)
+        self._last_report = (text, meta.get("resourceVersion"))
+        log.info("reported interfaces: %s", text)
+
+    def _write_sriov(self, current: AgentPlan) -> None:
+        if self.config.sriov_config is None or current.sriov_resources is None:
+            return
+        if sriov.write_config(self.config.sriov_config, current.sriov_resources):
+            log.info("wrote SR-IOV device plugin config %s: %s", self.config.sriov_config,
+                     dict(current.sriov_resources))
+
+    def _set_taint(self, node: dict[str, Any], current: AgentPlan) -> None:
+        spec = self.config.taint
+        if spec is None or current.taint is None:
+            return
+        taints = (node.get("spec") or {}).get("taints") or []
+        new = taints_with(taints, spec, current.taint)
+        if new is None:
+            return
+        version = (node.get("metadata") or {}).get("resourceVersion")
+        try:
+            self.node_writer.set_taints(new, version)
+        except Conflict:
+            log.debug("taint update raced another writer; the watch brings the new Node")
+            return
+        log.info("%s taint %s:%s", "added" if not has_taint(taints, spec) else "removed", spec.key, spec.effect)
+
+
+def _describe(action: Action) -> str:
+    match action:
+        case DpdkBind():
+            return f"bind {action.pci_address} ({action.mac}) to {action.driver}"
+        case DpdkRelease():
+            return f"release {action.pci_address} ({action.mac}) to {action.driver}"
+        case SetDown():
+            return f"set {action.name} down"
+        case Rename():
+            return f"rename {action.name} to {action.new_name}"
+        case SetMtu():
+            return f"set {action.name} mtu {action.mtu}"
+        case SetUp():
+            return f"set {action.name} up"
+    raise TypeError(f"unknown action {action!r}")
