@@ -69,6 +69,17 @@ class ObservedENI:
 
 
 @dataclass(frozen=True)
+class ReportedInterface:
+    """One interface as the node agent reports it (Node annotation `multus-eni.io/interfaces`)."""
+
+    mac: str
+    name: str | None = None
+    up: bool = False
+    ready: bool = False
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class NodeInfo:
     """A Node as the controller knows it. `exists=False` marks a node seen deleted."""
 
@@ -79,6 +90,8 @@ class NodeInfo:
     az: str | None
     instance_type: str | None
     exists: bool = True
+    # None: the agent has reported nothing (not running yet); keyed by lower-case MAC.
+    interfaces: Mapping[str, ReportedInterface] | None = None
 
 
 @dataclass(frozen=True)
