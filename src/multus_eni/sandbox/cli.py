@@ -77,6 +77,7 @@ def start_world(args: argparse.Namespace, owner_pid: int | None = None, progress
         if pid and _alive(pid):
             raise SystemExit(f"a world is already running in {directory} (pid {pid}); `multus-eni sandbox down` first")
         world_json.unlink()
+    (directory / "progress.log").unlink(missing_ok=True)
     log_path = directory / "world.log"
     log = log_path.open("w")
     process = subprocess.Popen(

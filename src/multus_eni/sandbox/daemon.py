@@ -62,6 +62,8 @@ def wait_for_stop(owner_pid: int | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for chatty in ("httpx", "httpx2", "werkzeug"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     directory: Path = args.dir.resolve()
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "daemon.pid").write_text(str(os.getpid()))

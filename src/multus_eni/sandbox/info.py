@@ -29,6 +29,7 @@ class NodeInfo:
     primary_eni: str
     primary_mac: str
     primary_ip: str
+    primary_subnet: str
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,7 @@ def create_nodes(kubeconfig: Path, nodes: list[dict[str, str]]) -> None:
     def create(node: dict[str, str]) -> None:
         client.create(node_object(node))
         # Node status is a subresource: set Ready as the kubelet would, after the create.
-        client.patch(Node, node["name"], {"status": ready_status(node).to_dict()}, subresource="status")
+        client.patch(Node.Status, node["name"], {"status": ready_status(node).to_dict()})
 
     with ThreadPoolExecutor(PARALLEL_REQUESTS) as pool:
         list(pool.map(create, nodes))

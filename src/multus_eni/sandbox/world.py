@@ -40,6 +40,7 @@ class World:
         self._teardown: list[tuple[str, Callable[[], None]]] = []
         self.kube_api: Any = None
         self.emulator: Any = None
+        self._subnets: list[dict[str, str]] = []
 
     # -- building -----------------------------------------------------------------------------
 
@@ -52,6 +53,7 @@ class World:
         self.progress(f"EC2 emulator ready at {self.emulator.endpoint} (region {cfg.region})")
         ec2 = self.emulator.client()
         vpc, subnets, groups = self._create_network(ec2)
+        self._subnets = subnets
         self.progress(f"VPC {vpc['id']} with {len(subnets)} subnets in {cfg.azs} AZs")
         nodes = self._launch_instances(ec2, subnets)
         self.progress(f"{len(nodes)} instances running ({cfg.instance_type})")
@@ -144,7 +146,7 @@ class World:
                     "name": plan.name, "instance_id": instance["InstanceId"], "instance_type": cfg.instance_type,
                     "az": plan.az, "netns": f"{plan.netns}" if cfg.netns else "",
                     "primary_eni": primary["NetworkInterfaceId"], "primary_mac": primary["MacAddress"],
-                    "primary_ip": primary["PrivateIpAddress"],
+                    "primary_ip": primary["PrivateIpAddress"], "primary_subnet": subnet["id"],
                 })  # fmt: skip
         for node in nodes:
             ec2.create_tags(Resources=[node["instance_id"]], Tags=[{"Key": "Name", "Value": node["name"]}])
@@ -169,7 +171,8 @@ class World:
     def _start_node_side(self, nodes: list[dict[str, str]]) -> None:
         from multus_eni.sandbox.node_side import NodeSide
 
-        side = NodeSide(self.config.world_id, self.emulator, self.kube_api.port, nodes)
+        subnet_cidrs = {s["id"]: s["cidr"] for s in self._subnets}
+        side = NodeSide(self.config.world_id, self.emulator, self.kube_api.port, nodes, subnet_cidrs)
         self._on_down("node namespaces", side.stop)
         side.start()
 
