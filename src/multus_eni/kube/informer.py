@@ -151,6 +151,9 @@ class Informer:
         with self._lock:
             return len(self._store)
 
+    def is_running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
     @property
     def resource_version(self) -> str | None:
         return self._resource_version
@@ -300,6 +303,10 @@ class _Stream:
 
     def __enter__(self) -> _Stream:
         self._informer._response = self._response
+        # stop() sets the flag, then reads _response; we set _response, then read the flag:
+        # whichever runs second sees the other, so a stop() during connect is never missed.
+        if self._informer._stopping.is_set():
+            _interrupt(self._response)
         if self._response.status_code >= 400:
             self._response.read()
             _raise_for_status(self._response)

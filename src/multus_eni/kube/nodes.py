@@ -153,8 +153,9 @@ def _update_taints(client: Client, node: Mapping[str, Any] | str, change) -> dic
             if not is_conflict(err):
                 raise
             log.debug("taints of node %s changed under us; re-reading", _name(node))
-            current = None
-    raise RuntimeError(f"taints of node {_name(node)} kept changing; gave up after {_CONFLICT_RETRIES} tries")
+            last_error, current = err, None
+    raise RuntimeError(f"taints of node {_name(node)} kept changing (or the patch is invalid: "
+                       f"{last_error.status.message}); gave up after {_CONFLICT_RETRIES} tries")
 
 
 def is_conflict(err: ApiError) -> bool:

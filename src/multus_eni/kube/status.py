@@ -176,5 +176,6 @@ def _change_finalizers(client: Client, resource: Any, obj: Mapping[str, Any], ch
             if err.status.code not in (409, 422):
                 raise
             log.debug("finalizers of %s changed under us; re-reading", name)
-            current = None
-    raise RuntimeError(f"finalizers of {name} kept changing; gave up after {_CONFLICT_RETRIES} tries")
+            last_error, current = err, None
+    raise RuntimeError(f"finalizers of {name} kept changing (or the patch is invalid: {last_error.status.message});"
+                       f" gave up after {_CONFLICT_RETRIES} tries")
