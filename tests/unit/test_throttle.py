@@ -66,7 +66,7 @@ def test_operations_map_to_the_aws_categories() -> None:
     assert AWS_BUCKETS["create_tags"] == BucketSpec(100, 10)
 
 
-def test_a_tiny_configured_bucket_delays_only_its_own_category() -> None:
+def test_a_tiny_configured_bucket_delays_only_its_own_api() -> None:
     clock = FakeClock()
     throttler = Throttler({"create_eni": BucketSpec(1, 1)}, clock=clock, sleep=clock.sleep)
     assert throttler.acquire("CreateNetworkInterface") == 0
@@ -74,9 +74,25 @@ def test_a_tiny_configured_bucket_delays_only_its_own_category() -> None:
     assert throttler.acquire("AttachNetworkInterface") == 0
 
 
+def test_each_api_has_its_own_bucket_as_ec2_evaluates_each_api_individually() -> None:
+    clock = FakeClock()
+    throttler = Throttler({"attach_detach": BucketSpec(1, 1)}, clock=clock, sleep=clock.sleep)
+    assert throttler.acquire("AttachNetworkInterface") == 0
+    assert throttler.acquire("DetachNetworkInterface") == 0
+    assert throttler.acquire("DescribeSubnets", filtered=False) == 0
+    assert throttler.bucket("DescribeSubnets", filtered=False) is not throttler.bucket("DescribeSubnets")
+
+
+def test_an_override_may_name_a_single_operation() -> None:
+    clock = FakeClock()
+    throttler = Throttler({"DetachNetworkInterface": BucketSpec(1, 2)}, clock=clock, sleep=clock.sleep)
+    assert throttler.bucket("DetachNetworkInterface").spec == BucketSpec(1, 2)
+    assert throttler.bucket("AttachNetworkInterface").spec == AWS_BUCKETS["attach_detach"]
+
+
 def test_scaling_keeps_headroom_for_other_callers_in_the_account() -> None:
     throttler = Throttler.scaled(0.5)
-    assert throttler.buckets["attach_detach"].spec == BucketSpec(25, 2.5)
+    assert throttler.bucket("AttachNetworkInterface").spec == BucketSpec(25, 2.5)
 
 
 def test_a_bucket_that_could_never_serve_a_call_is_refused_at_configuration() -> None:

@@ -50,6 +50,7 @@ class EC2Port:
         read_timeout: float = 20,
         max_pool_connections: int = 32,
     ) -> None:
+        # botocore's `max_attempts` counts retries after the first attempt.
         config = Config(
             region_name=region,
             retries={"mode": "standard", "max_attempts": max_attempts},
@@ -100,16 +101,17 @@ class EC2Port:
         return list(found.values())
 
     def describe_security_groups(
-        self, ids: Iterable[str] = (), names: Iterable[str] = (), vpc_id: str | None = None
+        self, ids: Iterable[str] = (), names: Iterable[str] = (), vpc_ids: Iterable[str] = ()
     ) -> list[SecurityGroup]:
-        """Groups by ID, or by name (names are unique per VPC only, hence `vpc_id`)."""
+        """Groups by ID, or by name (names are unique per VPC only, hence `vpc_ids`)."""
+        vpcs = sorted(set(vpc_ids))
         found: dict[str, SecurityGroup] = {}
         queries: list[tuple[str, list[str]]] = [("group-id", sorted(set(ids))), ("group-name", sorted(set(names)))]
         for key, values in queries:
             for chunk in _chunks(values):
                 filters: list[dict[str, Any]] = [{"Name": key, "Values": chunk}]
-                if vpc_id and key == "group-name":
-                    filters.append({"Name": "vpc-id", "Values": [vpc_id]})
+                if vpcs and key == "group-name":
+                    filters.append({"Name": "vpc-id", "Values": vpcs})
                 pages = self._paginate("describe_security_groups", "DescribeSecurityGroups", Filters=filters)
                 for page in pages:
                     for raw in page.get("SecurityGroups", []):

@@ -1,7 +1,7 @@
-"""Client-side token buckets per EC2 throttling category, hooked into botocore once.
+"""Client-side token buckets per EC2 API, hooked into botocore once.
 
-EC2 throttles per account and Region with one token bucket per API category (FACTS.md,
-from the EC2 developer guide "Request throttling"). Spending our tokens at the rate the
+EC2 throttles per account and Region with one token bucket per API, sized by the API's
+category (FACTS.md, from the EC2 developer guide "Request throttling"). Spending our tokens at the rate the
 bucket refills avoids `RequestLimitExceeded` instead of surviving it with retries, and
 a refused call costs a token too. Every HTTP attempt (retries included: each spends an
 AWS token) waits here, via botocore's `before-send` event, so no call site can forget.
@@ -102,7 +102,11 @@ class TokenBucket:
 
 
 class Throttler:
-    """One bucket per category; `acquire(operation)` blocks until the call may go out."""
+    """One bucket per API (EC2 evaluates each API individually), sized by its category.
+
+    `specs` overrides a category ("attach_detach") or a single operation
+    ("AttachNetworkInterface"). `acquire(operation)` blocks until the call may go out.
+    """
 
     def __init__(
         self,
@@ -112,18 +116,30 @@ class Throttler:
         sleep: Callable[[float], None] = time.sleep,
         on_wait: Callable[[str, float], None] | None = None,
     ) -> None:
-        merged = dict(AWS_BUCKETS)
-        merged.update(specs or {})
-        self.buckets = {name: TokenBucket(spec, clock, sleep) for name, spec in merged.items()}
+        self.specs = dict(AWS_BUCKETS)
+        self.specs.update(specs or {})
+        self._clock = clock
+        self._sleep = sleep
         self._on_wait = on_wait
+        self._lock = threading.Lock()
+        self.buckets: dict[str, TokenBucket] = {}
 
     @classmethod
     def scaled(cls, factor: float, **kwargs: Any) -> Throttler:
         """AWS's buckets times `factor` (below 1 leaves room for other callers in the account)."""
         return cls({name: spec.scaled(factor) for name, spec in AWS_BUCKETS.items()}, **kwargs)
 
+    def bucket(self, operation: str, filtered: bool = True) -> TokenBucket:
+        key = operation if filtered or not operation.startswith("Describe") else f"{operation}:unfiltered"
+        with self._lock:
+            bucket = self.buckets.get(key)
+            if bucket is None:
+                spec = self.specs.get(operation) or self.specs[category_for(operation, filtered)]
+                bucket = self.buckets[key] = TokenBucket(spec, self._clock, self._sleep)
+            return bucket
+
     def acquire(self, operation: str, filtered: bool = True) -> float:
-        waited = self.buckets[category_for(operation, filtered)].acquire()
+        waited = self.bucket(operation, filtered).acquire()
         if waited > 0 and self._on_wait is not None:
             self._on_wait(operation, waited)
         return waited
