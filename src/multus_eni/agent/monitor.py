@@ -64,7 +64,7 @@ class NodeStore(Protocol):
 class NodeWriter(Protocol):
     name: str
 
-    def set_report(self, text: str) -> str | None: ...
+    def set_report(self, text: str) -> dict[str, Any]: ...
     def set_taints(self, taints: list[dict[str, Any]], resource_version: str) -> None: ...
 
 
@@ -162,7 +162,9 @@ class Agent:
             self._retry_at = None
             self._backoff.reset()
 
-        self._publish_report(node, current)
+        # After our report write the Node it returned is the newest we know: its taints and
+        # resourceVersion make the taint write below succeed without a round trip to the watch.
+        node = self._publish_report(node, current) or node
         self._write_sriov(current)
         self._set_taint(node, current)
         if applied or self.passes == 1:
@@ -218,19 +220,21 @@ class Agent:
 
     # -- writing back --------------------------------------------------------------------------
 
-    def _publish_report(self, node: dict[str, Any], current: AgentPlan) -> None:
+    def _publish_report(self, node: dict[str, Any], current: AgentPlan) -> dict[str, Any] | None:
+        """Write the report if it changed; the Node as our write left it, if we wrote."""
         if current.report is None:
-            return
+            return None
         text = annotations.render_report(current.report)
         meta = node.get("metadata") or {}
         existing = (meta.get("annotations") or {}).get(annotations.REPORT_ANNOTATION)
         if annotations.same_report(existing, text):
-            return
+            return None
         if self._last_report == (text, meta.get("resourceVersion")):
-            return  # written already; the watch has not brought it back yet
-        self.node_writer.set_report(text)
+            return None  # written already; the watch has not brought it back yet
+        written = self.node_writer.set_report(text)
         self._last_report = (text, meta.get("resourceVersion"))
         log.info("reported interfaces: %s", text)
+        return written
 
     def _write_sriov(self, current: AgentPlan) -> None:
         if self.config.sriov_config is None or current.sriov_resources is None:

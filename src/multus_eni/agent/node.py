@@ -61,11 +61,11 @@ class NodeAPI:
             transform=keep_agent_fields, name=f"node/{self.name}",
         )  # fmt: skip
 
-    def set_report(self, text: str) -> str | None:
-        """Write the report annotation; returns the Node's new resourceVersion."""
+    def set_report(self, text: str) -> dict[str, Any]:
+        """Write the report annotation; returns the Node as the write left it (agent fields only)."""
         patch = {"metadata": {"annotations": {REPORT_ANNOTATION: text}}}
         node = self.client.patch(Node, self.name, patch, patch_type=PatchType.MERGE)
-        return node.metadata.resourceVersion if node.metadata else None
+        return keep_agent_fields(node.to_dict())
 
     def set_taints(self, taints: list[dict[str, Any]], resource_version: str) -> None:
         """Replace the taint list, only if the Node is still at `resource_version`: the list is
