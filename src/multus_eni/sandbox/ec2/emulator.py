@@ -83,7 +83,7 @@ class EC2Emulator:
     def client(self, **config: Any) -> Any:
         """A boto3 EC2 client for this endpoint with dummy credentials. No retries by default, so a
         test sees exactly what the emulator answered; pass `retries=...` to change that."""
-        retries = config.pop("retries", {"mode": "standard", "max_attempts": 1})
+        retries = config.pop("retries", {"mode": "standard", "total_max_attempts": 1})
         return boto3.client(
             "ec2",
             endpoint_url=self.endpoint,

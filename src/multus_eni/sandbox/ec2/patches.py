@@ -11,19 +11,21 @@ from __future__ import annotations
 
 import fnmatch
 import functools
+import time
 from collections.abc import Callable
 from typing import Any
 
 import moto
 from moto.core.responses import ActionResult
 from moto.ec2 import utils as ec2_utils
+from moto.ec2.exceptions import InvalidNetworkInterfaceIdError
 from moto.ec2.models import EC2Backend
 from moto.ec2.models.elastic_network_interfaces import Attachment, NetworkInterface
 from moto.ec2.models.instances import Instance
 from moto.ec2.models.subnets import Subnet
 from moto.ec2.responses.elastic_network_interfaces import ElasticNetworkInterfaces
 
-from multus_eni.sandbox.ec2 import idempotency, lifecycle, rules_addresses
+from multus_eni.sandbox.ec2 import idempotency, lifecycle, rules_addresses, runtime
 
 MOTO_VERSION = "5.2.5"
 _installed = False
@@ -52,7 +54,9 @@ def _create_network_interface(original: Callable) -> Callable:
             ipv6_count=int(kwargs.pop("ipv6_address_count", None) or 0),
         )
         addresses = plan.moto_private_ip_addresses()
-        return original(self, subnet, plan.primary, addresses, *args, ipv6_addresses=plan.ipv6, **kwargs)
+        eni = original(self, subnet, plan.primary, addresses, *args, ipv6_addresses=plan.ipv6, **kwargs)
+        eni._fidelity_created = time.monotonic()  # for the eventual-consistency fault
+        return eni
 
     return create
 
@@ -100,6 +104,27 @@ def _delete(original: Callable) -> Callable:
     return delete_network_interface
 
 
+def _get_network_interface(original: Callable) -> Callable:
+    def get_network_interface(self, eni_id):
+        eni = original(self, eni_id)
+        if runtime.faults.hidden(eni):
+            raise InvalidNetworkInterfaceIdError(eni_id)
+        return eni
+
+    return get_network_interface
+
+
+def _get_all_network_interfaces(original: Callable) -> Callable:
+    def get_all_network_interfaces(self, eni_ids=None, filters=None):
+        enis = original(self, eni_ids, filters)
+        hidden = [eni for eni in enis if runtime.faults.hidden(eni)]
+        if hidden and eni_ids:
+            raise InvalidNetworkInterfaceIdError(hidden[0].id)
+        return [eni for eni in enis if eni not in hidden]
+
+    return get_all_network_interfaces
+
+
 def _install_backend() -> None:
     _wrap(EC2Backend, "create_network_interface", _create_network_interface)
     _wrap(EC2Backend, "assign_private_ip_addresses", _assign_private_ip_addresses)
@@ -107,6 +132,8 @@ def _install_backend() -> None:
     _wrap(EC2Backend, "attach_network_interface", _attach)
     _wrap(EC2Backend, "detach_network_interface", _detach)
     _wrap(EC2Backend, "delete_network_interface", _delete)
+    _wrap(EC2Backend, "get_network_interface", _get_network_interface)
+    _wrap(EC2Backend, "get_all_network_interfaces", _get_all_network_interfaces)
 
 
 # --- models -------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 moto keeps one global backend per process, so the fidelity layer's state is process-wide too:
 the model lock every EC2 request and every delayed transition holds, the settings, the delayed
-transition scheduler, the attachment event bus and the per-operation call counter.
+transition scheduler, the attachment event bus, the per-operation call counters, the token buckets
+and the fault dice.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ import threading
 from collections import Counter
 
 from multus_eni.sandbox.ec2.events import EventBus
+from multus_eni.sandbox.ec2.faults import Faults
 from multus_eni.sandbox.ec2.scheduler import Scheduler
 from multus_eni.sandbox.ec2.settings import Settings
+from multus_eni.sandbox.ec2.throttle import Throttle
 
 # Held around every EC2 request and every delayed transition: moto's models have no locks of
 # their own, and the rules read-then-write (pick a free address, then take it).
@@ -47,3 +50,5 @@ scheduler = Scheduler()
 bus = EventBus()
 calls = CallCounter()
 throttled = CallCounter()  # calls refused with RequestLimitExceeded, by operation
+throttle = Throttle(settings)
+faults = Faults(settings)
