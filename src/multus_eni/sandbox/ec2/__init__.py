@@ -18,8 +18,14 @@ error codes (each rule is a small named function citing the AWS page it follows)
   while in use, termination honouring DeleteOnTermination, DeleteOnTermination settable through
   ModifyNetworkInterfaceAttribute;
 - idempotency: ClientToken on CreateNetworkInterface;
-- control: `GET/POST {endpoint}/_fidelity/config`, `GET {endpoint}/_fidelity/calls` for tests and
+- throttle: AWS's per-API token buckets answering `RequestLimitExceeded` (HTTP 503), off by default;
+- faults: seeded 500/503 answers, added latency, NotFound right after create, off by default;
+- control: `GET/POST {endpoint}/_fidelity/config`, `GET {endpoint}/_fidelity/calls` and
+  `/_fidelity/throttled` (per-operation counts, `?reset=1` or DELETE to reset) for tests and
   benchmarks in other processes.
+
+Every EC2 request runs under one process-wide model lock (runtime.MODEL_LOCK); delayed
+transitions run on one scheduler thread and attachment events are delivered on one event thread.
 
 Only one emulator per process: moto's backend is global (see `EC2Emulator`).
 """
