@@ -22,7 +22,7 @@ from lightkube.types import PatchType
 from multus_eni.api.crd import nodeeni_crd
 from multus_eni.kube.client import NodeENI, apply_crd, client_from_kubeconfig
 from multus_eni.sandbox import binaries
-from multus_eni.sandbox.kubeapi import KubeAPI
+from multus_eni.sandbox.kubeapi import KubeAPI, KubeAPIError
 from tests.integration.kubehttp import get_json
 
 pytestmark = pytest.mark.world
@@ -188,3 +188,28 @@ def test_started_from_a_short_lived_thread_it_outlives_the_thread(tmp_path: Path
         assert set(api.pids()) == {"etcd", "kube-apiserver"}
     finally:
         api.stop()
+
+
+def test_a_failed_start_says_why_with_the_log_tail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    broken = tmp_path / "kube-apiserver"
+    broken.write_text("#!/bin/sh\necho 'E0101 flag --etcd-servers: something is wrong' >&2\nexit 3\n")
+    broken.chmod(0o755)
+    monkeypatch.setattr(binaries, "kube_apiserver", lambda: broken)
+    api = KubeAPI(tmp_path / "work")
+    with pytest.raises(KubeAPIError) as err:
+        api.start(timeout=30)
+    assert "kube-apiserver exited with code 3" in str(err.value)
+    assert "something is wrong" in str(err.value)
+    # etcd, which had started fine, was stopped too.
+    assert _processes_mentioning(str(tmp_path / "work")) == []
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if text.encode() in cmdline.read_bytes() and _alive(int(cmdline.parent.name)):
+                found.append(int(cmdline.parent.name))
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return found
