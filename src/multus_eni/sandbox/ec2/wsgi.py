@@ -16,6 +16,9 @@ from xml.sax.saxutils import escape
 from multus_eni.sandbox.ec2 import control, runtime
 
 THROTTLED = (503, "RequestLimitExceeded", "Request limit exceeded.")
+# The world's own IMDS servers read EC2 to answer metadata; on AWS that costs no API quota,
+# so their requests skip counting, throttling and faults.
+SANDBOX_CALLER_ENVIRON = "HTTP_X_MULTUS_ENI_SANDBOX_CALLER"
 
 
 def request_params(environ: dict[str, Any]) -> dict[str, list[str]]:
@@ -53,7 +56,7 @@ class FidelityApp:
             return control.handle(environ, start_response)
         params = request_params(environ)
         operation = params.get("Action", [None])[0]
-        if operation is not None:
+        if operation is not None and SANDBOX_CALLER_ENVIRON not in environ:
             runtime.calls.add(operation)
             if latency := runtime.faults.latency():
                 time.sleep(latency)
