@@ -78,9 +78,18 @@ def test_store_follows_nodes_being_created_relabelled_and_deleted(kube: Client, 
     assert informer.wait_for_sync(WAIT), "the informer never finished its first list"
     assert calls.wait_for(1, WAIT), "the first list did not wake the controller"
 
+    make_node(kube, "inf-node-listed")
+    relisted = Informer(kube, Node, Calls(), transform=slim_node)
+    informers.append(relisted.start())
+    assert relisted.wait_for_sync(WAIT)
+    listed = relisted.get("inf-node-listed")
+    assert (listed["apiVersion"], listed["kind"]) == ("v1", "Node"), "listed objects lack kind (Events need it)"
+    kube.delete(Node, "inf-node-listed")
+
     make_node(kube, "inf-node-a", {"ng": "blue"})
     assert eventually(lambda: informer.get("inf-node-a") is not None, WAIT), "a new node never reached the store"
     stored = informer.get("inf-node-a")
+    assert (stored["apiVersion"], stored["kind"]) == ("v1", "Node")
     assert stored["spec"]["providerID"].startswith("aws:///eu-west-2a/i-")
     assert "managedFields" not in stored["metadata"], "the store keeps managedFields (memory at 1000 nodes)"
 

@@ -20,6 +20,7 @@ import logging
 import random
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -121,7 +122,9 @@ class Informer:
         self._transform = transform
         self._page_size = page_size
         self._watch_timeout = watch_timeout
-        self.name = name or lkres.api_info(resource).plural
+        info = lkres.api_info(resource)
+        self.name = name or info.plural
+        self._api_version, self._kind = info.resource.api_version, info.resource.kind
 
         self._lock = threading.Lock()
         self._store: dict[Key, dict[str, Any]] = {}
@@ -185,8 +188,12 @@ class Informer:
                     self._list()
                     need_list = False
                     backoff.reset()
+                started = time.monotonic()
                 if self._watch():
                     backoff.reset()
+                elif time.monotonic() - started < 1.0:
+                    # A watch the server ends at once, with nothing in it, must not become a hot loop.
+                    self._stopping.wait(backoff.next_delay())
             except WatchExpired:
                 log.info("watch of %s expired at resourceVersion %s; relisting", self.name,
                          self._resource_version)
@@ -206,6 +213,10 @@ class Informer:
         while True:
             body = self._get_json(params)
             for item in body.get("items") or ():
+                # Items of a list of built-in kinds come without kind/apiVersion (watch
+                # events carry them); Events and owner references need them.
+                item.setdefault("apiVersion", self._api_version)
+                item.setdefault("kind", self._kind)
                 item = self._transform(item)
                 fresh[object_key(item)] = item
             meta = body.get("metadata") or {}
