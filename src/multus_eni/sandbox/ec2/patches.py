@@ -25,7 +25,7 @@ from moto.ec2.models.instances import Instance
 from moto.ec2.models.subnets import Subnet
 from moto.ec2.responses.elastic_network_interfaces import ElasticNetworkInterfaces
 
-from multus_eni.sandbox.ec2 import idempotency, lifecycle, rules_addresses, runtime
+from multus_eni.sandbox.ec2 import idempotency, lifecycle, reservations, rules_addresses, runtime
 
 MOTO_VERSION = "5.2.5"
 _installed = False
@@ -292,4 +292,5 @@ def install() -> None:
     _install_backend()
     _install_models()
     _install_responses()
+    reservations.install()
     _installed = True
