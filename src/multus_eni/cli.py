@@ -17,6 +17,7 @@ from multus_eni import __version__
 # Modules providing subcommands, in the order `--help` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
     "multus_eni.sandbox.cli",
+    "multus_eni.controller.cli",
     "multus_eni.agent.cli",
     "multus_eni.demo",
 )

@@ -1,0 +1,158 @@
+"""Wiring of the controller process: clients, informers, leader election, loop, servers, signals."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import threading
+from typing import Any
+
+from lightkube import Client, KubeConfig
+from lightkube.resources.core_v1 import Node
+
+from multus_eni.aws.ec2 import EC2Port
+from multus_eni.aws.metrics import record_client_wait
+from multus_eni.aws.throttle import Throttler
+from multus_eni.controller import metrics
+from multus_eni.controller.executor import Executor
+from multus_eni.controller.health import HealthServer, Heartbeat
+from multus_eni.controller.loop import Loop, Trigger
+from multus_eni.controller.observe import EC2Observer
+from multus_eni.controller.reconciler import Reconciler
+from multus_eni.kube.client import FIELD_MANAGER, NodeENI, client_from_kubeconfig
+from multus_eni.kube.events import EventRecorder
+from multus_eni.kube.informer import Informer
+from multus_eni.kube.lease import LeaderElector
+from multus_eni.kube.nodes import slim_node
+from multus_eni.logging_json import setup_logging
+from multus_eni.plan.eni import PlanOptions
+
+log = logging.getLogger("multus_eni.controller")
+
+# A change seen by a watch is acted on after this much quiet-gathering; the end of an
+# action chain after a little longer (a burst of chains ending becomes one pass).
+WATCH_DEBOUNCE = 0.1
+CHAIN_DEBOUNCE = 0.3
+
+
+def main(args: argparse.Namespace) -> int:
+    setup_logging(args.log_level, json=args.log_format == "json")
+    missing = [flag for flag, value in (("--region", args.region), ("--cluster-name", args.cluster_name)) if not value]
+    if missing:
+        log.error("missing %s", ", ".join(missing))
+        return 2
+    identity = args.identity or f"{socket.gethostname()}_{os.getpid()}"
+    client = _client(args)
+    stopping = threading.Event()
+    trigger = Trigger()
+    heartbeat = Heartbeat()
+
+    elector: LeaderElector | None = None
+    if args.leader_elect:
+        elector = LeaderElector(
+            client,
+            args.lease_name,
+            args.namespace,
+            identity,
+            lease_duration=args.lease_duration,
+            renew_deadline=args.renew_deadline,
+            retry_period=args.retry_period,
+            on_started_leading=lambda: _leading(True, reconciler, trigger),
+            on_stopped_leading=lambda: _leading(False, reconciler, trigger),
+        )
+
+    def is_leader() -> bool:
+        return not stopping.is_set() and (elector is None or elector.is_leader())
+
+    throttler = Throttler.scaled(args.ec2_rate_scale, on_wait=record_client_wait)
+    port = EC2Port(args.region, args.ec2_endpoint, max_attempts=args.ec2_max_attempts, throttler=throttler)
+    nodeenis = Informer(client, NodeENI, lambda: trigger.notify(WATCH_DEBOUNCE), name="nodeenis")
+    nodes = Informer(client, Node, lambda: trigger.notify(WATCH_DEBOUNCE), transform=slim_node, name="nodes")
+    recorder = EventRecorder(client, "multus-eni-controller", instance=identity)
+    reconciler = Reconciler(
+        cluster=args.cluster_name,
+        client=client,
+        nodeenis=nodeenis,
+        nodes=nodes,
+        observer=EC2Observer(port, args.cluster_name),
+        recorder=recorder,
+        options=PlanOptions(grace_seconds=args.gc_grace_seconds),
+        may_act=is_leader,
+    )
+    executor = Executor(
+        port,
+        reconciler,
+        workers=args.workers,
+        on_done=lambda: trigger.notify(CHAIN_DEBOUNCE),
+        may_act=is_leader,
+    )
+    reconciler.executor = executor
+
+    def synced() -> tuple[bool, str]:
+        ok = nodeenis.has_synced() and nodes.has_synced()
+        return ok, "informers synced" if ok else "waiting for the first list of NodeENIs and Nodes"
+
+    servers = [HealthServer(args.health_port, args.bind_address, alive=heartbeat.check, ready=synced).start()]
+    if args.metrics_port != args.health_port or args.metrics_port == 0:
+        servers.append(HealthServer(args.metrics_port, args.bind_address).start())
+    log.info(
+        "controller %s for cluster %s: health on :%d, metrics on :%d",
+        identity,
+        args.cluster_name,
+        servers[0].port,
+        servers[-1].port,
+        extra={"health_port": servers[0].port, "metrics_port": servers[-1].port},
+    )
+
+    loop = Loop(reconciler.reconcile, is_leader, trigger=trigger, resync_seconds=args.resync_seconds,
+                heartbeat=heartbeat.beat)  # fmt: skip
+
+    def shutdown(signum: int, _frame: Any) -> None:
+        log.info("signal %d: shutting down", signum)
+        stopping.set()
+        loop.stop()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, shutdown)
+
+    nodeenis.start()
+    nodes.start()
+    while not stopping.is_set() and not (nodeenis.wait_for_sync(1.0) and nodes.wait_for_sync(1.0)):
+        log.info("waiting for the informers' first list")
+    if elector is not None:
+        elector.start()
+    else:
+        _leading(True, reconciler, trigger)
+    try:
+        loop.run()
+    finally:
+        metrics.LEADER.set(0)
+        executor.shutdown(timeout=30)
+        if elector is not None:
+            elector.stop(release=True)
+        nodeenis.stop()
+        nodes.stop()
+        recorder.stop()
+        for server in servers:
+            server.stop()
+        log.info("controller stopped")
+    return 0
+
+
+def _leading(leading: bool, reconciler: Reconciler, trigger: Trigger) -> None:
+    metrics.LEADER.set(1 if leading else 0)
+    if leading:
+        log.info("became leader")
+        reconciler.reset()
+        trigger.notify(0)
+    else:
+        log.warning("stopped leading: no more EC2 or Kubernetes writes until leading again")
+
+
+def _client(args: argparse.Namespace) -> Client:
+    if args.kubeconfig is not None:
+        return client_from_kubeconfig(args.kubeconfig)
+    return Client(KubeConfig.from_service_account(), field_manager=FIELD_MANAGER)
