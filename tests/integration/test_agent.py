@@ -33,6 +33,7 @@ from multus_eni.agent.annotations import (
     DESIRED_ANNOTATION,
     REPORT_ANNOTATION,
     DesiredInterface,
+    DpdkSpec,
     parse_report,
     render_desired,
 )
@@ -314,13 +315,15 @@ def test_attached_eni_is_configured_and_stays_so_through_restart_reboot_and_deta
 
     # 1. Attach: the hypervisor hot-plugs eth2 (DOWN, MTU 1500); the agent configures it.
     with LinkWatch(node.netns) as watch:
+        attach_called = time.monotonic()
         attach(ec2, node, eni)
         appeared = wait_for(lambda: watch.appeared_at(eni.mac, "eth2"), 10, "eth2 hot-plugged")
         done = wait_for(lambda: watch.configured_at(eni.mac), appeared + CONFIGURE_DEADLINE - time.monotonic(),
                         "eth2 up, renamed multus, MTU 9001, within 2 s of appearing")  # fmt: skip
     latency = done - appeared
     record_property("attach_configure_latency_s", round(latency, 4))
-    print(f"\nlink appeared -> configured (attach): {latency * 1000:.1f} ms")
+    print(f"\nlink appeared -> configured (attach): {latency * 1000:.1f} ms; "
+          f"AttachNetworkInterface call -> configured: {(done - attach_called) * 1000:.1f} ms")
     assert configured(link_by_mac(node.netns, eni.mac))
     primary = link_by_mac(node.netns, node.primary_mac)
     assert primary is not None and primary["ifname"] == "eth0", "the primary interface is never touched"
@@ -385,7 +388,7 @@ def test_flapping_interface_ends_configured(world, node, node_side, make_eni, ec
 
 
 def test_without_the_desired_annotation_the_startup_taint_stays_and_nothing_is_touched(
-    world, node, node_side, make_eni, ec2, start_agent
+    world, node, node_side, make_eni, ec2, start_agent, record_property
 ):
     node_side.set_taint(True)
     eni = make_eni()
@@ -397,6 +400,15 @@ def test_without_the_desired_annotation_the_startup_taint_stays_and_nothing_is_t
     assert link["ifname"] == "eth2" and "UP" not in link["flags"], "an ENI nobody asked for was touched"
     assert node_side.tainted()
     assert REPORT_ANNOTATION not in node_side.annotations()
+
+    # The controller catches up: the NIC is already there, the annotation arrives through the watch.
+    with LinkWatch(node.netns) as watch:
+        written = time.monotonic()
+        node_side.desire([desired_for(eni)])
+        done = wait_for(lambda: watch.configured_at(eni.mac), 10, "configured once the annotation arrived")
+    record_property("annotation_configure_latency_s", round(done - written, 4))
+    print(f"\ndesired annotation written -> configured: {(done - written) * 1000:.1f} ms")
+    wait_for(lambda: not node_side.tainted(), 10, "taint removed")
 
 
 def test_pending_entries_keep_the_taint_and_empty_desired_removes_it(world, node, node_side, start_agent):
@@ -438,3 +450,28 @@ def test_a_kernel_refusal_is_reported_and_the_link_still_comes_up(world, node, n
                     "the link up despite the refused MTU")  # fmt: skip
     assert link["ifname"] == "multus"
     assert node_side.tainted()
+
+
+def test_dpdk_without_a_pci_device_is_reported_and_nothing_is_bound(world, node, node_side, make_eni, ec2,
+                                                                    start_agent, tmp_path):
+    # The world's NICs are veths: no PCI device behind them, so the agent must say so, not bind.
+    eni = make_eni()
+    node_side.desire([desired_for(eni, dpdk=DpdkSpec("vfio-pci", "intel.com/sriov_dpdk"))])
+    start_agent().wait_for_log(r"pass 1: ")
+    attach(ec2, node, eni)
+
+    def errored():
+        report = node_side.report()
+        return report if report and report[0].error else None
+
+    (entry,) = wait_for(errored, 10, "the DPDK error in the report")
+    assert "no PCI device behind eth2" in entry.error and not entry.ready and entry.pci_address is None
+    assert not (tmp_path / "dpdk.json").exists() and not (tmp_path / "pcidp.json").exists()
+    assert node_side.tainted()
+
+
+def test_agent_refuses_a_node_name_that_is_not_this_instance(world, node, tmp_path):
+    other = next(n for n in world.nodes if n.name != node.name)
+    agent = AgentProcess(world, node, tmp_path, "--node-name", other.name).start()
+    assert agent.process.wait(30) == 2
+    assert f"Node {other.name} is instance {other.instance_id}, but IMDS says this is {node.instance_id}" in agent.log()

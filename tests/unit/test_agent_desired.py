@@ -216,6 +216,13 @@ def test_dpdk_device_bound_to_the_driver_is_ready_and_reported():
     assert result.sriov_resources == {"intel.com/sriov_dpdk": (PCI,)}
 
 
+def test_dpdk_binding_is_the_truth_even_while_a_netdev_with_the_mac_lingers():
+    bound = BoundDevice(ENI_MAC, PCI, "vfio-pci")
+    result = plan([want(dpdk=DPDK)], [eni_link(pci_address=PCI)], PRIMARY, bound=[bound])
+    assert result.actions == ()
+    assert result.report[0].ready
+
+
 def test_dpdk_device_on_another_driver_is_bound_again():
     bound = BoundDevice(ENI_MAC, PCI, None)
     result = plan([want(dpdk=DPDK)], [], PRIMARY, bound=[bound])

@@ -56,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from multus_eni.agent.links import LinkEvents, Netlink
     from multus_eni.agent.monitor import Agent, AgentConfig
     from multus_eni.agent.node import NodeAPI, instance_id_of
+    from multus_eni.agent.status import NodeStatus
     from multus_eni.aws.imds import ImdsClient, ImdsError
 
     imds = ImdsClient(args.imds_endpoint)
@@ -70,7 +71,6 @@ def run(args: argparse.Namespace) -> int:
     config = AgentConfig(
         node_name=args.node_name,
         primary_mac=primary_mac,
-        taint=TaintSpec(args.taint_key, args.taint_effect) if args.taint_key else None,
         sriov_config=Path(args.sriov_config) if args.sriov_config else None,
         resync_seconds=args.resync_seconds,
     )
@@ -79,7 +79,9 @@ def run(args: argparse.Namespace) -> int:
     watcher = NodeAPI(_client(args.kubeconfig), args.node_name)
     # The informer wakes the agent, the agent reads the informer: `agent` is bound before start().
     informer = watcher.informer(lambda: agent.wake())
-    agent = Agent(config, informer, writer, Netlink(sysfs), DpdkDevices(sysfs, Checkpoint(args.dpdk_checkpoint)))
+    taint = TaintSpec(args.taint_key, args.taint_effect) if args.taint_key else None
+    status = NodeStatus(args.node_name, informer, writer, taint)
+    agent = Agent(config, informer, status, Netlink(sysfs), DpdkDevices(sysfs, Checkpoint(args.dpdk_checkpoint)))
     informer.start()
     while not informer.wait_for_sync(5.0):
         log.warning("still waiting for the first list of Node %s", args.node_name)
@@ -92,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: (stop.set(), agent.wake()))
+    status.start(stop)
     LinkEvents(agent.wake).start()
     agent.wake()
     agent.run(stop)

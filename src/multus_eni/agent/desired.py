@@ -275,8 +275,14 @@ def _plan_dpdk(
         outcome.error = problem
         return
     pci: str | None = None
-    if link is not None:
-        # The kernel driver still holds it (a netdev exists): bind it to the DPDK driver.
+    if bound is not None and bound.driver == driver:
+        # Bound as wanted. The driver binding is the truth: a netdev still carrying the MAC
+        # (one that has not gone away yet) must not make us bind again and again.
+        pci = outcome.pci_address = bound.pci_address
+        outcome.dpdk_driver = driver
+        outcome.ready = True
+    elif link is not None:
+        # The kernel driver holds it (a netdev exists): bind it to the DPDK driver.
         outcome.observe(link)
         pci = link.pci_address
         if pci is None:
@@ -284,12 +290,9 @@ def _plan_dpdk(
             return
         actions.append(DpdkBind(outcome.mac, pci, driver))
     elif bound is not None:
+        # Recorded as ours, but on another driver or none (a failed bind, a manual unbind).
         pci = outcome.pci_address = bound.pci_address
-        if bound.driver == driver:
-            outcome.dpdk_driver = driver
-            outcome.ready = True
-        else:
-            actions.append(DpdkBind(outcome.mac, pci, driver))
+        actions.append(DpdkBind(outcome.mac, pci, driver))
     if pci is not None and entry.dpdk.resource_name:
         sriov.setdefault(entry.dpdk.resource_name, set()).add(pci)
 

@@ -4,7 +4,8 @@ Level-triggered: a wake-up says "something changed", never what. Each pass reads
 the informer's store and every link from the kernel, asks the pure planner what to do, applies
 it, and observes again until the planner has nothing left (the report is then the kernel's
 state after the changes, not a prediction). Only then the report, the SR-IOV config and the
-taint are written, each only when it differs from what is there.
+taint are handed to `status.NodeStatus`, which writes them on its own thread (the links never
+wait for the apiserver), each only when it differs from what the Node shows.
 
 A failing action is not retried within the pass (the other interfaces still go ahead); the pass
 schedules a retry with backoff and reports the error. The periodic resync is a safety net for
@@ -17,12 +18,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from multus_eni.agent import annotations, sriov
-from multus_eni.agent.annotations import AnnotationError
+from multus_eni.agent.annotations import AnnotationError, InterfaceReport
 from multus_eni.agent.desired import (
     Action,
     AgentPlan,
@@ -37,8 +38,6 @@ from multus_eni.agent.desired import (
     SetUp,
     plan,
 )
-from multus_eni.agent.node import Conflict
-from multus_eni.agent.taint import TaintSpec, has_taint, taints_with
 from multus_eni.kube.informer import Backoff
 
 log = logging.getLogger(__name__)
@@ -61,18 +60,14 @@ class NodeStore(Protocol):
     def get(self, name: str, namespace: str | None = None) -> dict[str, Any] | None: ...
 
 
-class NodeWriter(Protocol):
-    name: str
-
-    def set_report(self, text: str) -> dict[str, Any]: ...
-    def set_taints(self, taints: list[dict[str, Any]], resource_version: str) -> None: ...
+class StatusSink(Protocol):
+    def submit(self, report: tuple[InterfaceReport, ...] | None, taint: bool | None) -> None: ...
 
 
 @dataclass
 class AgentConfig:
     node_name: str
     primary_mac: str
-    taint: TaintSpec | None = field(default_factory=TaintSpec)  # None: leave taints alone
     sriov_config: Path | None = None  # None: never write the device plugin config
     resync_seconds: float = 600.0
 
@@ -89,7 +84,7 @@ class Agent:
         self,
         config: AgentConfig,
         node_store: NodeStore,
-        node_writer: NodeWriter,
+        status: StatusSink,
         links: Links,
         devices: Devices | None = None,
         *,
@@ -97,16 +92,13 @@ class Agent:
     ) -> None:
         self.config = config
         self.node_store = node_store
-        self.node_writer = node_writer
+        self.status = status
         self.links = links
         self.devices = devices
         self.clock = clock
         self._wake = threading.Event()
         self._retry_at: float | None = None
         self._backoff = Backoff(initial=1.0, maximum=60.0)
-        # (report we wrote, resourceVersion the store showed before we wrote it): the store
-        # lags our own write by one watch event; don't write the same report twice meanwhile.
-        self._last_report: tuple[str, str | None] | None = None
         self._annotation_problem: str | None = None
         self.passes = 0
 
@@ -162,11 +154,8 @@ class Agent:
             self._retry_at = None
             self._backoff.reset()
 
-        # After our report write the Node it returned is the newest we know: its taints and
-        # resourceVersion make the taint write below succeed without a round trip to the watch.
-        node = self._publish_report(node, current) or node
         self._write_sriov(current)
-        self._set_taint(node, current)
+        self.status.submit(current.report, current.taint)  # written by its own thread
         if applied or self.passes == 1:
             ready = sum(1 for r in current.report or () if r.ready)
             taint = {True: "wanted", False: "not wanted", None: "left as is"}[current.taint]
@@ -218,23 +207,7 @@ class Agent:
     def _schedule_retry(self) -> None:
         self._retry_at = self.clock() + self._backoff.next_delay()
 
-    # -- writing back --------------------------------------------------------------------------
-
-    def _publish_report(self, node: dict[str, Any], current: AgentPlan) -> dict[str, Any] | None:
-        """Write the report if it changed; the Node as our write left it, if we wrote."""
-        if current.report is None:
-            return None
-        text = annotations.render_report(current.report)
-        meta = node.get("metadata") or {}
-        existing = (meta.get("annotations") or {}).get(annotations.REPORT_ANNOTATION)
-        if annotations.same_report(existing, text):
-            return None
-        if self._last_report == (text, meta.get("resourceVersion")):
-            return None  # written already; the watch has not brought it back yet
-        written = self.node_writer.set_report(text)
-        self._last_report = (text, meta.get("resourceVersion"))
-        log.info("reported interfaces: %s", text)
-        return written
+    # -- local files ---------------------------------------------------------------------------
 
     def _write_sriov(self, current: AgentPlan) -> None:
         if self.config.sriov_config is None or current.sriov_resources is None:
@@ -242,22 +215,6 @@ class Agent:
         if sriov.write_config(self.config.sriov_config, current.sriov_resources):
             log.info("wrote SR-IOV device plugin config %s: %s", self.config.sriov_config,
                      dict(current.sriov_resources))
-
-    def _set_taint(self, node: dict[str, Any], current: AgentPlan) -> None:
-        spec = self.config.taint
-        if spec is None or current.taint is None:
-            return
-        taints = (node.get("spec") or {}).get("taints") or []
-        new = taints_with(taints, spec, current.taint)
-        if new is None:
-            return
-        version = (node.get("metadata") or {}).get("resourceVersion")
-        try:
-            self.node_writer.set_taints(new, version)
-        except Conflict:
-            log.debug("taint update raced another writer; the watch brings the new Node")
-            return
-        log.info("%s taint %s:%s", "added" if not has_taint(taints, spec) else "removed", spec.key, spec.effect)
 
 
 def _describe(action: Action) -> str:
