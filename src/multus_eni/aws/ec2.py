@@ -21,6 +21,7 @@ from multus_eni.aws import metrics
 from multus_eni.aws.tags import NAME, cluster_filter
 from multus_eni.aws.throttle import Throttler
 from multus_eni.plan.model import InstanceLimits, ObservedAttachment, ObservedENI, SecurityGroup, Subnet
+from multus_eni.plan.reservations import Reservation
 
 # EC2 accepts at most 200 values per filter.
 _FILTER_CHUNK = 200
@@ -241,6 +242,64 @@ class EC2Port:
     def delete_tags(self, resource_ids: Sequence[str], keys: Sequence[str]) -> None:
         self._call("delete_tags", "DeleteTags", Resources=list(resource_ids), Tags=[{"Key": k} for k in keys])
 
+    # -- subnets: pod-range reservations and the addresses in use ----------------------
+
+    def get_cidr_reservations(self, subnet_ids: Iterable[str]) -> list[Reservation]:
+        """Every reservation of these subnets (EC2 takes one subnet per call); gone subnets are skipped."""
+        out: list[Reservation] = []
+        for subnet_id in sorted(set(subnet_ids)):
+            token: str | None = None
+            while True:
+                params: dict[str, Any] = {"SubnetId": subnet_id, "MaxResults": _PAGE_SIZE}
+                if token:
+                    params["NextToken"] = token
+                try:
+                    page = self._call("get_subnet_cidr_reservations", "GetSubnetCidrReservations", **params)
+                except EC2Error as err:
+                    if err.code == "InvalidSubnetID.NotFound":
+                        break
+                    raise
+                for raw in (*page.get("SubnetIpv4CidrReservations", []), *page.get("SubnetIpv6CidrReservations", [])):
+                    out.append(_reservation(raw))
+                token = page.get("NextToken")
+                if not token:
+                    break
+        return out
+
+    def create_cidr_reservation(
+        self, subnet_id: str, cidr: str, description: str, tags: Mapping[str, str], reservation_type: str = "explicit"
+    ) -> Reservation:
+        answer = self._call(
+            "create_subnet_cidr_reservation",
+            "CreateSubnetCidrReservation",
+            SubnetId=subnet_id,
+            Cidr=cidr,
+            ReservationType=reservation_type,
+            Description=description,
+            TagSpecifications=[{"ResourceType": "subnet-cidr-reservation", "Tags": _tag_list(tags)}],
+        )
+        return _reservation(answer["SubnetCidrReservation"])
+
+    def delete_cidr_reservation(self, reservation_id: str) -> None:
+        self._call(
+            "delete_subnet_cidr_reservation", "DeleteSubnetCidrReservation", SubnetCidrReservationId=reservation_id
+        )
+
+    def describe_enis_in_subnets(self, subnet_ids: Sequence[str]) -> list[ObservedENI]:
+        """Every ENI of these subnets, ours or not: the addresses in use there."""
+        out: list[ObservedENI] = []
+        for chunk in _chunks(sorted(set(subnet_ids))):
+            out += self._describe_enis([{"Name": "subnet-id", "Values": chunk}])
+        return out
+
+    def describe_vpc_subnets(self, vpc_ids: Iterable[str]) -> list[Subnet]:
+        """All subnets of these VPCs (one filtered, paginated call per 200 VPCs)."""
+        out: list[Subnet] = []
+        for chunk in _chunks(sorted(set(vpc_ids))):
+            pages = self._paginate("describe_subnets", "DescribeSubnets", Filters=[{"Name": "vpc-id", "Values": chunk}])
+            out += [_subnet(raw) for page in pages for raw in page.get("Subnets", [])]
+        return out
+
     # -- plumbing ----------------------------------------------------------------------
 
     def _call(self, method: str, operation: str, **params: Any) -> dict[str, Any]:
@@ -287,6 +346,17 @@ def _subnet(raw: Mapping[str, Any]) -> Subnet:
         name=_tags(raw.get("Tags")).get(NAME),
         vpc_id=raw.get("VpcId", ""),
         available_ips=int(raw.get("AvailableIpAddressCount", 0)),
+    )
+
+
+def _reservation(raw: Mapping[str, Any]) -> Reservation:
+    return Reservation(
+        id=raw["SubnetCidrReservationId"],
+        subnet_id=raw.get("SubnetId", ""),
+        cidr=raw.get("Cidr", ""),
+        type=raw.get("ReservationType", ""),
+        description=raw.get("Description", ""),
+        tags=_tags(raw.get("Tags")),
     )
 
 
