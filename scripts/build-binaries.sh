@@ -34,3 +34,5 @@ done
 build kube-apiserver "$here/tools/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver "$KUBERNETES_VERSION" \
   "$kube_ldflags" "Kubernetes $KUBERNETES_VERSION"
 build multus "$here/tools/multus" gopkg.in/k8snetworkplumbingwg/multus-cni.v4/cmd/multus "$MULTUS_VERSION"
+build helm "$here/tools/helm" helm.sh/helm/v3/cmd/helm "$HELM_VERSION" \
+  "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"

@@ -12,6 +12,8 @@ from multus_eni.api import crd
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "deploy" / "crds" / "nodeeni.yaml"
+# Helm installs CRDs only from the chart's own crds/ folder (symlinks draw warnings), so it ships a copy.
+CHART_COPY = REPO / "deploy" / "helm" / "multus-eni" / "crds" / "nodeeni.yaml"
 
 # Every spec field of aws-multi-eni-controller's NodeENI (types.go and its CRD), plus the
 # README's spelling of the DPDK switch.
@@ -38,6 +40,10 @@ def test_shipped_yaml_is_generated_from_crd_py() -> None:
     assert SHIPPED.read_text() == crd.render_yaml(), (
         "deploy/crds/nodeeni.yaml is stale: run `python -m multus_eni.api.crd > deploy/crds/nodeeni.yaml`"
     )
+
+
+def test_helm_chart_ships_the_same_crd() -> None:
+    assert CHART_COPY.read_text() == SHIPPED.read_text(), f"copy {SHIPPED} to {CHART_COPY}"
 
 
 def test_shipped_yaml_parses_to_the_crd_dict() -> None:

@@ -65,3 +65,7 @@ def cni_plugin(name: str) -> Path:
     if not os.access(path, os.X_OK):
         raise MissingBinary(f"CNI plugin {path} is missing: run `make deps` (containernetworking-plugins)")
     return path
+
+
+def helm() -> Path:
+    return _built("helm", "HELM_VERSION")
