@@ -260,4 +260,3 @@ def test_ipv6_range_needs_its_subnet_named():
     n = nodeeni(podRanges=[{"cidr": "2001:db8:0:1::/80", "subnetID": A}])
     plan = plan_reservations(CLUSTER, [n], SUBNETS, [])
     assert [(c.subnet_id, c.cidr) for c in plan.creates] == [(A, "2001:db8:0:1::/80")]
-

@@ -38,6 +38,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=300.0,
         help="age (from the created-at tag) before an ENI whose NodeENI or node is unknown is removed",
     )
+    p.add_argument(
+        "--pod-range",
+        action="append",
+        default=[],
+        metavar="SUBNET=CIDR",
+        help="cluster-wide pod range to reserve in a subnet (ID or Name tag), besides NodeENI podRanges; repeatable",
+    )
     p.add_argument("--resync-seconds", type=float, default=300.0, help="full pass even without changes")
     p.add_argument("--workers", type=int, default=32, help="EC2 action chains running at once")
     p.add_argument(

@@ -20,6 +20,7 @@ from typing import Protocol
 
 from multus_eni.aws.ec2 import EC2Error, EC2Port
 from multus_eni.controller import metrics
+from multus_eni.controller.static_address import create_static_eni
 from multus_eni.plan.actions import (
     Action,
     AttachENI,
@@ -169,7 +170,9 @@ class Executor:
     def _create(self, a: CreateENI) -> bool:
         try:
             eni = self._call(
-                lambda: self._port.create_eni(a.subnet_id, a.sg_ids, a.description, a.tags, a.client_token)
+                (lambda: create_static_eni(self._port, a))
+                if a.static is not None
+                else (lambda: self._port.create_eni(a.subnet_id, a.sg_ids, a.description, a.tags, a.client_token))
             )
         except EC2Error as err:
             return self._failed(a, err)

@@ -22,6 +22,7 @@ from multus_eni.controller.health import HealthServer, Heartbeat
 from multus_eni.controller.loop import Loop, Trigger
 from multus_eni.controller.observe import EC2Observer
 from multus_eni.controller.reconciler import Reconciler
+from multus_eni.controller.reservations import ReservationStep
 from multus_eni.kube.client import FIELD_MANAGER, NodeENI, client_from_kubeconfig
 from multus_eni.kube.events import EventRecorder
 from multus_eni.kube.informer import Informer
@@ -29,6 +30,7 @@ from multus_eni.kube.lease import LeaderElector
 from multus_eni.kube.nodes import slim_node
 from multus_eni.logging_json import setup_logging
 from multus_eni.plan.eni import PlanOptions
+from multus_eni.plan.reservations import parse_cluster_ranges
 
 log = logging.getLogger("multus_eni.controller")
 
@@ -90,6 +92,9 @@ def main(args: argparse.Namespace) -> int:
         may_act=is_leader,
     )
     reconciler.executor = executor
+    reconciler.reservations = ReservationStep(
+        port, args.cluster_name, cluster_ranges=parse_cluster_ranges(args.pod_range), reporter=reconciler
+    )
 
     def synced() -> tuple[bool, str]:
         ok = nodeenis.has_synced() and nodes.has_synced()

@@ -24,7 +24,7 @@ from lightkube.types import PatchType
 from multus_eni.agent.annotations import DESIRED_ANNOTATION, DesiredInterface, DpdkSpec, render_desired, same_report
 from multus_eni.api.crd import API_VERSION, KIND
 from multus_eni.aws.ec2 import EC2Error
-from multus_eni.controller import metrics
+from multus_eni.controller import metrics, reservations
 from multus_eni.controller.executor import Executor
 from multus_eni.controller.observe import EC2Observer, Tombstones, node_info, parse_nodeenis
 from multus_eni.kube.client import NodeENI as NodeENIResource
@@ -71,12 +71,16 @@ class Reconciler:
         self._written_status: dict[str, tuple[str, dict[str, Any]]] = {}
         self._written_annotations: dict[str, str] = {}
         self.executor: Executor | None = None
+        # Pod ranges -> subnet CIDR reservations, and static addresses (controller/reservations.py).
+        self.reservations: reservations.ReservationStep | None = None
 
     def reset(self) -> None:
         """Forget what we wrote: called on becoming leader (another replica may have written since)."""
         self._written_status.clear()
         self._written_annotations.clear()
         self._observer.invalidate()
+        if self.reservations is not None:
+            self.reservations.invalidate()
 
     # -- Reporter, for the executor's chains -------------------------------------------------
 
@@ -126,6 +130,7 @@ class Reconciler:
             options=self._options,
         )
         self.executor.forget_failures_except(plan.live_failure_keys)
+        reservations.apply(self.reservations, plan, nodeenis, snapshot.subnets, self._may_act(), self._clock())
 
         held = self._record(plan, raw)
         if not self._may_act():

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from multus_eni.plan.model import ENIKey
+from multus_eni.plan.static_ip import StaticAddressing
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,8 @@ class CreateENI:
     # Set after the attach; None leaves EC2's default for API attachments (false).
     delete_on_termination: bool | None
     reason: str
+    # staticAddressing: the create picks the lowest free address itself (controller/static_address.py).
+    static: StaticAddressing | None = None
 
     @property
     def failure_key(self) -> str:

@@ -15,12 +15,21 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 IN_USE = "InvalidIPAddress.InUse"
 # Candidates a creator tries before giving the failure to the backoff (and a fresh look).
 MAX_ATTEMPTS = 8
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass(frozen=True)
+class StaticAddressing:
+    """What a create needs to pick its own address: the subnet and the blocks to keep out of."""
+
+    subnet_cidr: str
+    avoid: tuple[str, ...] = ()
 
 
 def aws_reserved(subnet_cidr: str) -> set[str]:
