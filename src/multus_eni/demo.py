@@ -2,9 +2,10 @@
 
 1. bring up a world (real apiserver + etcd, EC2 emulator with AWS's rules, node namespaces);
 2. install the NodeENI CRD and apply a NodeENI written as for aws-multi-eni-controller;
-3. label nodes so they match; run the controller (when present) until ENIs are attached;
-4. print nodes, AZs, instances, ENIs and the interfaces inside each node namespace;
-5. tear the world down (unless --keep).
+3. start the node agents (inside each node namespace) and the controller, as real processes;
+4. label nodes so they match, and wait until every ENI is attached and configured on its node;
+5. print nodes, AZs, instances, ENIs and the interfaces inside each node namespace;
+6. delete the NodeENI and show every ENI detached and deleted; tear the world down (unless --keep).
 """
 
 from __future__ import annotations
@@ -18,10 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from multus_eni.sandbox.cli import DEFAULT_DIR, add_world_arguments, start_world, stop_world
+from multus_eni.sandbox.components import AgentProcess, ControllerProcess
 from multus_eni.sandbox.info import WorldInfo
 
 DEMO_LABEL = ("ng", "multi-eni")
 DEMO_NODEENI = "multus-demo"
+DEMO_CLUSTER = "demo"
+WAIT_SECONDS = 120
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -50,22 +54,57 @@ def example_nodeeni(world: WorldInfo) -> dict[str, Any]:
             "mtu": 9001,
             "deleteOnTermination": True,
             "description": "Multus ENI (multus-eni demo)",
+            "interfaceName": "multus",
         },
     }
 
 
 def apply_example(world: WorldInfo) -> None:
-    from lightkube.generic_resource import create_global_resource
-
     from multus_eni.api.crd import nodeeni_crd
-    from multus_eni.kube.client import apply_crd
+    from multus_eni.kube.client import NodeENI, apply_crd
 
     client = world.kube()
     apply_crd(client, nodeeni_crd())
-    nodeeni = create_global_resource("networking.k8s.aws", "v1alpha1", "NodeENI", "nodeenis")
     manifest = example_nodeeni(world)
-    client.apply(nodeeni(**manifest), field_manager="multus-eni-demo", force=True)
+    client.apply(NodeENI.from_dict(manifest), field_manager="multus-eni-demo", force=True)
     print(json.dumps(manifest["spec"], indent=2))
+
+
+def nodeeni_status(world: WorldInfo) -> dict[str, Any] | None:
+    from lightkube import ApiError
+
+    from multus_eni.kube.client import NodeENI
+
+    try:
+        return world.kube().get(NodeENI, DEMO_NODEENI).to_dict()
+    except ApiError as err:
+        if err.status.code == 404:
+            return None
+        raise
+
+
+def wait_until(condition, timeout: float, what: str, progress=None) -> float:
+    """Poll `condition` until true; returns the seconds it took. `progress()` gives a line to show."""
+    started = time.monotonic()
+    last = ""
+    while not condition():
+        if time.monotonic() - started > timeout:
+            raise SystemExit(f"demo: timed out after {timeout:.0f}s waiting for {what}")
+        if progress and (line := progress()) != last:
+            print(f"    {line}", flush=True)
+            last = line
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
+def counts(world: WorldInfo) -> tuple[int, int, int]:
+    status = (nodeeni_status(world) or {}).get("status") or {}
+    return status.get("desired", 0), status.get("attached", 0), status.get("ready", 0)
+
+
+def our_enis(world: WorldInfo) -> list[dict[str, Any]]:
+    filters = [{"Name": "tag:multus-eni.io/cluster", "Values": [DEMO_CLUSTER]}]
+    return world.ec2().describe_network_interfaces(Filters=filters)["NetworkInterfaces"]
 
 
 def label_nodes(world: WorldInfo) -> list[str]:
@@ -120,15 +159,36 @@ def run(args: argparse.Namespace) -> int:
     step(f"starting the local world ({args.nodes} nodes in {args.azs} AZs) in {Path(args.dir).resolve()}")
     directory = start_world(args, progress=lambda line: print(f"    {line}", flush=True))
     world = WorldInfo.load(directory)
+    processes: list[AgentProcess | ControllerProcess] = []
     try:
         step("installing the NodeENI CRD and applying an aws-multi-eni-controller style NodeENI")
         apply_example(world)
+        logs = Path(directory) / "logs"
+        step(f"starting the node agents (one per node namespace) and the controller (logs in {logs})")
+        processes += [AgentProcess(world, node, logs).start() for node in world.nodes]
+        controller = ControllerProcess(world, DEMO_CLUSTER, logs / "controller.log")
+        processes.append(controller.start())
+        wait_until(controller.leading, 30, "the controller to take the leader Lease")
         step(f"labelling nodes {DEMO_LABEL[0]}={DEMO_LABEL[1]}")
         print("    " + ", ".join(label_nodes(world)))
+        took = wait_until(lambda: counts(world)[2] == len(world.nodes) == counts(world)[1], WAIT_SECONDS,
+                          "every ENI attached and configured",
+                          lambda: "desired {} / attached {} / ready {}".format(*counts(world)))  # fmt: skip
+        print(f"    label -> every ENI attached, up, MTU set and renamed on its node: {took:.1f}s")
         step("nodes, ENIs and interfaces inside each node namespace")
         print_table(world)
+        step(f"deleting NodeENI {DEMO_NODEENI}: its ENIs are detached and deleted, then the finalizer lets go")
+        from multus_eni.kube.client import NodeENI
+
+        world.kube().delete(NodeENI, DEMO_NODEENI)
+        took = wait_until(lambda: nodeeni_status(world) is None and not our_enis(world), WAIT_SECONDS,
+                          "the NodeENI and its ENIs to be gone",
+                          lambda: f"{len(our_enis(world))} ENIs of cluster {DEMO_CLUSTER!r} left")  # fmt: skip
+        print(f"    cleaned up in {took:.1f}s; ENIs left: {len(our_enis(world))}")
         step(f"done in {time.monotonic() - started:.1f}s")
     finally:
+        for process in processes:
+            process.stop()
         if args.keep:
             print(f"world left running: KUBECONFIG={world.kubeconfig}; stop it with "
                   f"`multus-eni sandbox down --dir {directory}`")
