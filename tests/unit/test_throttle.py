@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from multus_eni.aws.throttle import AWS_BUCKETS, BucketSpec, Throttler, TokenBucket, category_for
+from multus_eni.aws.throttle import AWS_BUCKETS, BucketSpec, ThrottleAborted, Throttler, TokenBucket, category_for
 
 
 class FakeClock:
@@ -98,3 +98,17 @@ def test_scaling_keeps_headroom_for_other_callers_in_the_account() -> None:
 def test_a_bucket_that_could_never_serve_a_call_is_refused_at_configuration() -> None:
     with pytest.raises(ValueError):
         TokenBucket(BucketSpec(0.5, 1))
+
+
+def test_a_waiting_call_is_abandoned_when_the_caller_must_stop_acting() -> None:
+    clock = FakeClock()
+
+    def sleep(seconds: float) -> None:
+        clock.now += seconds
+
+    acting = iter([False, False, True])
+    throttler = Throttler({"create_eni": BucketSpec(1, 1)}, clock=clock, sleep=sleep, should_abort=lambda: next(acting))
+    throttler.acquire("CreateNetworkInterface")
+    with pytest.raises(ThrottleAborted):
+        throttler.acquire("CreateNetworkInterface")
+    assert clock.now == pytest.approx(0.5)  # gave up after two slices of the 1 s wait

@@ -60,6 +60,10 @@ def category_for(operation: str, filtered: bool) -> str:
     return "mutating"
 
 
+class ThrottleAborted(Exception):
+    """A wait for a token was abandoned because the caller must no longer act (lost leadership)."""
+
+
 class TokenBucket:
     """A token bucket that never refuses: a caller takes a token now and sleeps off the debt.
 
@@ -115,12 +119,16 @@ class Throttler:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         on_wait: Callable[[str, float], None] | None = None,
+        should_abort: Callable[[], bool] | None = None,
     ) -> None:
         self.specs = dict(AWS_BUCKETS)
         self.specs.update(specs or {})
         self._clock = clock
         self._sleep = sleep
         self._on_wait = on_wait
+        # A token may be minutes away at 1000 nodes: a replica that stopped leading meanwhile
+        # must not make the call when the token arrives.
+        self._should_abort = should_abort
         self._lock = threading.Lock()
         self.buckets: dict[str, TokenBucket] = {}
 
@@ -139,10 +147,22 @@ class Throttler:
             return bucket
 
     def acquire(self, operation: str, filtered: bool = True) -> float:
-        waited = self.bucket(operation, filtered).acquire()
-        if waited > 0 and self._on_wait is not None:
-            self._on_wait(operation, waited)
-        return waited
+        wait = self.bucket(operation, filtered).reserve()
+        if wait > 0:
+            if self._on_wait is not None:
+                self._on_wait(operation, wait)
+            self._wait(operation, wait)
+        return wait
+
+    def _wait(self, operation: str, seconds: float) -> None:
+        if self._should_abort is None:
+            self._sleep(seconds)
+            return
+        end = self._clock() + seconds
+        while (left := end - self._clock()) > 0:
+            if self._should_abort():
+                raise ThrottleAborted(f"{operation}: abandoned while waiting {left:.1f}s for a token")
+            self._sleep(min(left, 0.25))
 
     def attach(self, client: Any) -> None:
         """Make every HTTP attempt of `client` pass through the buckets."""

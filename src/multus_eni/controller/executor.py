@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 from multus_eni.aws.ec2 import EC2Error, EC2Port
+from multus_eni.aws.throttle import ThrottleAborted
 from multus_eni.controller import metrics
 from multus_eni.controller.static_address import create_static_eni
 from multus_eni.plan.actions import (
@@ -148,7 +149,7 @@ class Executor:
                 result = "ok"
             else:
                 result = "failed"
-        except _Stop:
+        except (_Stop, ThrottleAborted):
             result = "stopped"
         except Exception:
             log.exception("%s for %s crashed", name, action.key)

@@ -69,7 +69,7 @@ def main(args: argparse.Namespace) -> int:
     def is_leader() -> bool:
         return not stopping.is_set() and (elector is None or elector.is_leader())
 
-    throttler = Throttler.scaled(args.ec2_rate_scale, on_wait=record_client_wait)
+    throttler = Throttler.scaled(args.ec2_rate_scale, on_wait=record_client_wait, should_abort=lambda: not is_leader())
     port = EC2Port(args.region, args.ec2_endpoint, max_attempts=args.ec2_max_attempts, throttler=throttler)
     nodeenis = Informer(client, NodeENI, lambda: trigger.notify(WATCH_DEBOUNCE), name="nodeenis")
     nodes = Informer(client, Node, lambda: trigger.notify(WATCH_DEBOUNCE), transform=slim_node, name="nodes")

@@ -56,8 +56,9 @@ ACTIVE_ATTACHMENT = ("attaching", "attached")
 @dataclass(frozen=True)
 class PlanOptions:
     grace_seconds: float = 300.0
-    # How soon to look again while an attachment is in a transitional state.
-    transition_requeue: float = 1.0
+    # How soon to look again while an attachment is in a transitional state (EC2 takes
+    # about a second to attach; the node agent waits for "attached" in the status).
+    transition_requeue: float = 0.5
 
 
 def client_token(cluster: str, key: ENIKey, pending_since: float) -> str:
