@@ -1,0 +1,354 @@
+"""The pod-IP reconciler: pods' secondary IPs become secondary IPs of the right ENI.
+
+A second loop in the controller process, beside the ENI reconciler, sharing its Node and
+NodeENI informers, EC2 port and EventRecorder. Its own Pod, NAD and (opted-in) Namespace
+informers wake it; a burst of changes is one pass after a short debounce, so
+network-status -> registered stays well under a second. One pass:
+1. observe: pods, NADs, nodes, NodeENIs from the informers; EC2 in one snapshot (our ENIs by
+   cluster tag, claimed ones by their claim tags; subnet CIDRs cached; limits once per type);
+2. plan: plan/podips.py, pure;
+3. act: controller/podips_act.py, batched per ENI, ENIs in parallel;
+4. record: Events on pods (once per problem, not per pass), a `PodIPsRegistered` condition on
+   NodeENIs (a condition of its own: the ENI reconciler owns Ready and Degraded).
+After a pass that changed something, one more pass follows shortly to verify it (EC2 is
+eventually consistent, and a moved IP's old ledger entry is cleaned then).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from lightkube import Client
+from lightkube.resources.core_v1 import Namespace, Pod
+
+from multus_eni.agent.annotations import REPORT_ANNOTATION, parse_report
+from multus_eni.aws.ec2 import EC2Error, EC2Port
+from multus_eni.aws.ec2_ips import describe_subnet_cidrs
+from multus_eni.controller.observe import parse_nodeenis
+from multus_eni.controller.podips_act import ActResult, PodIPActor
+from multus_eni.kube.client import NetworkAttachmentDefinition
+from multus_eni.kube.client import NodeENI as NodeENIResource
+from multus_eni.kube.events import EventRecorder
+from multus_eni.kube.informer import Informer
+from multus_eni.kube.nodes import instance_type, provider_instance_id
+from multus_eni.kube.status import find_condition, patch_status, set_condition
+from multus_eni.plan.model import Failure, ObservedENI, next_failure
+from multus_eni.plan.netstatus import (
+    NAMESPACE_OPT_IN_LABEL,
+    NAMESPACE_OPT_IN_VALUE,
+    nad_view,
+    pod_view,
+    slim_nad,
+    slim_pod,
+)
+from multus_eni.plan.podip_enis import NodeView, SubnetCidrs
+from multus_eni.plan.podips import Memory, PodIPOptions, PodIPPlan, PodRef, Problem, plan_pod_ips
+
+log = logging.getLogger(__name__)
+
+CONDITION = "PodIPsRegistered"
+VERIFY_AFTER_SECONDS = 1.0
+OBSERVE_RETRY_SECONDS = 5.0
+_MAX_MESSAGES = 5
+
+
+@dataclass(frozen=True)
+class PodIPConfig:
+    cluster: str
+    grace_seconds: float = 30.0
+    debounce_seconds: float = 0.05
+    resync_seconds: float = 300.0
+    subnet_ttl_seconds: float = 300.0
+    # How long a ledger we wrote counts as ours even if a snapshot does not show it yet.
+    recent_seconds: float = 15.0
+    workers: int = 16
+
+
+@dataclass
+class PodIPInformers:
+    pods: Informer
+    nads: Informer
+    namespaces: Informer
+    nodes: Informer
+    nodeenis: Informer
+
+    def all(self) -> list[Informer]:
+        return [self.pods, self.nads, self.namespaces, self.nodes, self.nodeenis]
+
+    def own(self) -> list[Informer]:
+        """The informers pod IP registration adds to the controller (nodes and NodeENIs are shared)."""
+        return [self.pods, self.nads, self.namespaces]
+
+
+def pod_ip_informers(
+    client: Client, on_change: Callable[[], None], *, nodes: Informer, nodeenis: Informer
+) -> PodIPInformers:
+    """The Pod, NAD and opted-in Namespace informers, beside the shared Node and NodeENI ones."""
+    return PodIPInformers(
+        pods=Informer(client, Pod, on_change, transform=slim_pod, name="pods"),
+        nads=Informer(client, NetworkAttachmentDefinition, on_change, transform=slim_nad, name="nads"),
+        namespaces=Informer(
+            client, Namespace, on_change, {NAMESPACE_OPT_IN_LABEL: NAMESPACE_OPT_IN_VALUE}, name="opted-in-namespaces"
+        ),
+        nodes=nodes,
+        nodeenis=nodeenis,
+    )
+
+
+def node_view(node: Mapping[str, Any]) -> NodeView:
+    meta = node.get("metadata") or {}
+    reports = parse_report((meta.get("annotations") or {}).get(REPORT_ANNOTATION)) or []
+    return NodeView(
+        name=meta.get("name", ""),
+        instance_id=provider_instance_id(node),
+        instance_type=instance_type(node),
+        interfaces={r.name: r.mac.lower() for r in reports if r.name},
+    )
+
+
+class PodIPReconciler:
+    def __init__(
+        self,
+        config: PodIPConfig,
+        *,
+        client: Client,
+        port: EC2Port,
+        recorder: EventRecorder,
+        informers: PodIPInformers,
+        may_act: Callable[[], bool] = lambda: True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self._client = client
+        self._port = port
+        self._recorder = recorder
+        self.informers = informers
+        self._may_act = may_act
+        self._clock = clock
+        self._pool = ThreadPoolExecutor(config.workers, thread_name_prefix="pod-ip")
+        self._actor = PodIPActor(port, self._pool, may_act)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.passes = 0
+        self.last_act: ActResult | None = None
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything but caches: on start and whenever leadership is (re)gained."""
+        self._unwanted_since: dict[tuple[str, str], float] = {}
+        self._recent: dict[str, tuple[frozenset[str], float]] = {}
+        self._blocked: dict[str, Failure] = {}
+        self._failures: dict[str, Failure] = {}
+        self._reported: set[tuple[str, str, str, str]] = set()
+        self._ledgers_seen: bool | None = None  # None: not observed yet
+        self._subnets: dict[str, SubnetCidrs] = {}
+        self._subnets_at = 0.0
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def notify(self) -> None:
+        """Something changed: an informer callback (returns at once)."""
+        self._wake.set()
+
+    def start(self) -> PodIPReconciler:
+        self._thread = threading.Thread(target=self.run, name="pod-ip-reconciler", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def run(self) -> None:
+        timeout: float | None = 0.0
+        acting = False
+        while not self._stop.is_set():
+            woken = self._wake.wait(timeout)
+            if self._stop.is_set():
+                break
+            if woken:
+                self._stop.wait(self.config.debounce_seconds)  # let the rest of a burst arrive
+            self._wake.clear()
+            if not self._may_act():
+                acting, timeout = False, self.config.resync_seconds
+                continue
+            if not acting:
+                self.reset()
+                acting = True
+            try:
+                requeue = self.reconcile()
+            except Exception:
+                log.exception("pod IP pass failed")
+                requeue = OBSERVE_RETRY_SECONDS
+            timeout = min(requeue if requeue is not None else self.config.resync_seconds, self.config.resync_seconds)
+
+    # -- one pass -------------------------------------------------------------------------------
+
+    def reconcile(self) -> float | None:
+        """One pass; returns when to look again (None: on change or resync only)."""
+        if not all(i.has_synced() for i in self.informers.all()):
+            return 0.5
+        self.passes += 1
+        now = self._clock()
+        pods = [pod_view(p) for p in self.informers.pods.items()]
+        if self._ledgers_seen is False and not any(p.secondary_entries() for p in pods if p.live and p.node):
+            return None  # nothing to register and nothing of ours to sweep: no EC2 call
+        nodeenis = parse_nodeenis(self.informers.nodeenis.items())
+        nodes = {v.name: v for v in (node_view(n) for n in self.informers.nodes.items())}
+        try:
+            enis = self._observe_enis(nodeenis)
+            subnets = self._subnet_cidrs(enis, now)
+            limits = self._port.instance_type_limits({n.instance_type for n in nodes.values() if n.instance_type})
+        except EC2Error as err:
+            log.error("cannot observe EC2 for pod IPs: %s; retrying in %.0fs", err, OBSERVE_RETRY_SECONDS)
+            return OBSERVE_RETRY_SECONDS
+        nads = {(v.namespace, v.name): v for v in (nad_view(n) for n in self.informers.nads.items())}
+        namespaces = {(n.get("metadata") or {}).get("name", "") for n in self.informers.namespaces.items()}
+        plan = plan_pod_ips(
+            self.config.cluster,
+            pods,
+            nads,
+            nodes,
+            nodeenis,
+            namespaces,
+            enis,
+            subnets,
+            limits,
+            now,
+            self._memory(now),
+            PodIPOptions(self.config.grace_seconds),
+        )
+        self._unwanted_since = plan.unwanted_since
+        self._ledgers_seen = plan.ledgers > 0 or bool(plan.work)
+        if not self._may_act():
+            return None
+        result = self._actor.act(list(plan.work.values())) if plan.work else ActResult()
+        self.last_act = result
+        self._remember(plan, result, self._clock())
+        self._record(plan, result, nodeenis_raw={o["metadata"]["name"]: o for o in self.informers.nodeenis.items()})
+        log.debug(
+            "pod IP pass: %d pods, %d ENIs, %d registered, %d ENIs acted on, %d calls",
+            len(pods),
+            len(enis),
+            plan.registered,
+            len(plan.work),
+            result.calls,
+        )
+        return self._requeue(plan, result, now)
+
+    def _observe_enis(self, nodeenis: list) -> list[ObservedENI]:
+        found = {e.id: e for e in self._port.describe_our_enis(self.config.cluster)}
+        for nodeeni in nodeenis:
+            if nodeeni.spec.claim is not None and nodeeni.spec.claim.tags:
+                found.update((e.id, e) for e in self._port.describe_enis_by_tags(nodeeni.spec.claim.tags))
+        return list(found.values())
+
+    def _subnet_cidrs(self, enis: list[ObservedENI], now: float) -> dict[str, SubnetCidrs]:
+        wanted = {e.subnet_id for e in enis if e.subnet_id}
+        if now - self._subnets_at > self.config.subnet_ttl_seconds:
+            self._subnets, self._subnets_at = {}, now
+        missing = wanted - set(self._subnets)
+        if missing:
+            self._subnets.update(describe_subnet_cidrs(self._port, missing))
+        return self._subnets
+
+    def _memory(self, now: float) -> Memory:
+        self._recent = {k: v for k, v in self._recent.items() if now - v[1] < self.config.recent_seconds}
+        return Memory(
+            unwanted_since=dict(self._unwanted_since),
+            recent_owned={k: ips for k, (ips, _) in self._recent.items()},
+            blocked={ip: f.retry_at for ip, f in self._blocked.items()},
+            failures=dict(self._failures),
+        )
+
+    def _remember(self, plan: PodIPPlan, result: ActResult, now: float) -> None:
+        for eni_id, ledger in result.ledgers.items():
+            self._recent[eni_id] = (ledger, now)
+        for eni_id in result.succeeded:
+            self._failures.pop(eni_id, None)
+        for eni_id, failure in result.failures.items():
+            self._failures[eni_id] = next_failure(
+                self._failures.get(eni_id), failure.code, failure.message, failure.operation, now
+            )
+        for ip, holder in result.blocked.items():
+            self._blocked[ip] = next_failure(self._blocked.get(ip), "InvalidIPAddress.InUse", holder, "Assign", now)
+        claimed = {ip for w in plan.work.values() for ip in w.adds}
+        self._blocked = {ip: f for ip, f in self._blocked.items() if ip in claimed or f.retry_at > now}
+
+    def _requeue(self, plan: PodIPPlan, result: ActResult, now: float) -> float | None:
+        candidates = [plan.requeue_after] if plan.requeue_after is not None else []
+        if plan.work:
+            candidates.append(VERIFY_AFTER_SECONDS)
+        candidates += [f.retry_at - now for f in self._failures.values()]
+        candidates += [f.retry_at - now for f in self._blocked.values()]
+        candidates += [at + self.config.recent_seconds - now for _, at in self._recent.values()]
+        return max(min(candidates), 0.05) if candidates else None
+
+    # -- record -------------------------------------------------------------------------------
+
+    def _record(self, plan: PodIPPlan, result: ActResult, nodeenis_raw: Mapping[str, dict[str, Any]]) -> None:
+        problems = plan.problems + result.problems
+        seen: set[tuple[str, str, str, str]] = set()
+        for problem in problems:
+            key = (problem.pod.uid if problem.pod else "", problem.ip or "", problem.reason, problem.message)
+            seen.add(key)
+            if key in self._reported:
+                continue
+            if problem.pod is not None:
+                self._recorder.warning(_pod_ref(problem.pod), problem.reason, problem.message)
+            log.warning("%s: %s", problem.reason, problem.message)
+        self._reported = seen
+        for pod, placed in result.registered.items():
+            text = ", ".join(f"{ip} on {eni}" for ip, eni in placed)
+            self._recorder.normal(_pod_ref(pod), "PodIPRegistered", f"registered as secondary IP: {text}")
+        self._conditions(plan, problems, nodeenis_raw)
+
+    def _conditions(self, plan: PodIPPlan, problems: list[Problem], raw: Mapping[str, dict[str, Any]]) -> None:
+        by_nodeeni: dict[str, list[Problem]] = {}
+        for problem in problems:
+            if problem.nodeeni:
+                by_nodeeni.setdefault(problem.nodeeni, []).append(problem)
+        for name, obj in raw.items():
+            status = obj.get("status") or {}
+            has = find_condition(status.get("conditions"), CONDITION) is not None
+            if name not in plan.nodeenis and name not in by_nodeeni and not has:
+                continue
+            found = by_nodeeni.get(name, [])
+            if found:
+                lines = list(dict.fromkeys(p.message for p in found))
+                more = f"; and {len(lines) - _MAX_MESSAGES} more" if len(lines) > _MAX_MESSAGES else ""
+                conditions = set_condition(
+                    status.get("conditions"), CONDITION, False, found[0].reason, "; ".join(lines[:_MAX_MESSAGES]) + more
+                )
+            else:
+                conditions = set_condition(
+                    status.get("conditions"),
+                    CONDITION,
+                    True,
+                    "AsExpected",
+                    "pod IPs on this NodeENI's ENIs are registered",
+                )
+            if conditions == status.get("conditions"):
+                continue
+            try:
+                patch_status(self._client, NodeENIResource, obj, {**status, "conditions": conditions})
+            except Exception as err:
+                log.warning("cannot write the %s condition of NodeENI %s: %s", CONDITION, name, err)
+
+
+def _pod_ref(pod: PodRef) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": pod.name, "namespace": pod.namespace, "uid": pod.uid},
+    }
