@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "multus_eni.controller.cli",
     "multus_eni.agent.cli",
     "multus_eni.demo",
+    "multus_eni.podips_publish",
 )
 
 
