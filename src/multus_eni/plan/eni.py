@@ -22,7 +22,6 @@ import math
 from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from multus_eni.api.nodeeni import NodeENI
 from multus_eni.plan import gc
@@ -38,19 +37,19 @@ from multus_eni.plan.actions import (
 from multus_eni.plan.desired import DesiredENI, desired_enis, handled_here
 from multus_eni.plan.failures import advice_for, create_token_must_change, is_transient, reason_for
 from multus_eni.plan.model import ENIKey, Failure, InstanceLimits, NodeInfo, ObservedENI, SecurityGroup, Subnet
+from multus_eni.plan.node_contract import node_interfaces
 from multus_eni.plan.ownership import (
     FORBIDDEN_DESCRIPTION_PREFIX,
     Ownership,
     format_time,
     owned_by,
     ownership_tags,
-    parse_time,
 )
 from multus_eni.plan.resolve import Problem
+from multus_eni.plan.slots import ACTIVE_ATTACHMENT, pick, resolve_slot_conflicts
 from multus_eni.plan.status import ATTACHED, ATTACHING, CREATING, DETACHING, FAILED, Entry, build_status
 
 FINALIZER = "multus-eni.io/cleanup"
-ACTIVE_ATTACHMENT = ("attaching", "attached")
 
 
 @dataclass(frozen=True)
@@ -140,9 +139,12 @@ class _Planner:
         for eni, owner in self.ours:
             by_key[owner.key].append(eni)
         kept: set[str] = set()
-        for d in self._resolve_slot_conflicts(desired.enis, by_key):
+        winners, losers = resolve_slot_conflicts(desired.enis, by_key)
+        for loser, message in losers:
+            self._entry(loser, FAILED, None, message, Problem("DeviceIndexInUse", message, node=loser.node.name))
+        for d in winners:
             candidates = by_key.get(d.key, [])
-            eni = self._pick(candidates, d) if candidates else None
+            eni = pick(candidates, d) if candidates else None
             if eni is not None:
                 kept.add(eni.id)
             self._plan_key(d, eni)
@@ -152,62 +154,11 @@ class _Planner:
                 gc.plan_garbage(self, eni, owner, duplicate)
         for nodeeni in self.nodeenis:
             self._finish_nodeeni(nodeeni, desired.problems.get(nodeeni.name, []), desired.matched_nodes)
-        self._node_interfaces(desired.enis)
+        self.plan.node_interfaces = node_interfaces(self.nodeenis, self.nodes, self.entries)
         self.plan.live_failure_keys = {str(d.key) for d in desired.enis} | {gc.failure_key(eni) for eni, _ in self.ours}
         return self.plan
 
     # -- desired keys ------------------------------------------------------------------
-
-    def _resolve_slot_conflicts(
-        self, enis: list[DesiredENI], by_key: Mapping[ENIKey, list[ObservedENI]]
-    ) -> list[DesiredENI]:
-        """Two NodeENIs asking for one device index on one node: the one already attached
-        there keeps it, else the first by name; the other is told to pick another index."""
-        groups: dict[tuple[str, int], list[DesiredENI]] = defaultdict(list)
-        for d in enis:
-            groups[(d.node.name, d.device_index)].append(d)
-        winners: list[DesiredENI] = []
-        for (node, index), group in groups.items():
-            if len(group) == 1:
-                winners.append(group[0])
-                continue
-
-            def holds_slot(d: DesiredENI, index: int = index) -> bool:
-                return any(
-                    e.attachment is not None
-                    and e.attachment.instance_id == d.node.instance_id
-                    and e.attachment.device_index == index
-                    and e.attachment.status in ACTIVE_ATTACHMENT
-                    for e in by_key.get(d.key, [])
-                )
-
-            ordered = sorted(group, key=lambda d: (not holds_slot(d), d.nodeeni.name, d.subnet.id))
-            winners.append(ordered[0])
-            for loser in ordered[1:]:
-                message = (
-                    f"node {node}: device index {index} is already used by NodeENI {ordered[0].nodeeni.name}; "
-                    "give this NodeENI another deviceIndex"
-                )
-                self._entry(loser, FAILED, None, message, Problem("DeviceIndexInUse", message, node=node))
-        return winners
-
-    def _pick(self, candidates: list[ObservedENI], d: DesiredENI) -> ObservedENI:
-        """The ENI that stands for a key when several do (a crash between create and tag
-        lookup, or an old bug): prefer the one already in place, then the oldest."""
-
-        def rank(eni: ObservedENI) -> tuple[int, float, str]:
-            att = eni.attachment
-            live = att is not None and att.status in ACTIVE_ATTACHMENT
-            if live and att.instance_id == d.node.instance_id and att.device_index == d.device_index:
-                score = 0
-            elif live:
-                score = 1
-            else:
-                score = 2
-            created = parse_time(eni.tags.get("multus-eni.io/created-at")) or 0.0
-            return (score, created, eni.id)
-
-        return min(candidates, key=rank)
 
     def _plan_key(self, d: DesiredENI, eni: ObservedENI | None) -> None:
         fk = str(d.key)
@@ -448,34 +399,6 @@ class _Planner:
     def _node_az(self, name: str) -> str | None:
         node = self.nodes_by_name.get(name)
         return node.az if node else None
-
-    def _node_interfaces(self, desired: list[DesiredENI]) -> None:
-        """What each node's agent should set up (docs/node-contract.md); [] for nodes with nothing."""
-        per_node: dict[str, list[dict[str, Any]]] = {n.name: [] for n in self.nodes if n.exists}
-        for name, entries in self.entries.items():
-            nodeeni = next(n for n in self.nodeenis if n.name == name)
-            spec = nodeeni.spec
-            for e in entries:
-                if not e.desired or e.node not in per_node or e.device_index is None:
-                    continue
-                attached = e.state == ATTACHED and e.eni is not None
-                per_node[e.node].append(
-                    {
-                        "nodeeni": name,
-                        "eniID": e.eni.id if attached else None,  # type: ignore[union-attr]
-                        "mac": e.eni.mac if attached else None,  # type: ignore[union-attr]
-                        "deviceIndex": e.device_index,
-                        "mtu": spec.mtu,
-                        "interfaceName": spec.interface_name,
-                        "state": e.state,
-                        "dpdk": (
-                            {"driver": spec.dpdk_driver, "resourceName": spec.dpdk_resource_name} if spec.dpdk else None
-                        ),
-                    }
-                )
-        for items in per_node.values():
-            items.sort(key=lambda i: (i["deviceIndex"], i["nodeeni"]))
-        self.plan.node_interfaces = per_node
 
 
 def _state_of(eni: ObservedENI, d: DesiredENI) -> str:
