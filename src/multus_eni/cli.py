@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "multus_eni.sandbox.cli",
     "multus_eni.controller.cli",
     "multus_eni.agent.cli",
+    "multus_eni.doctor",
     "multus_eni.demo",
     "multus_eni.podips_publish",
 )

@@ -9,6 +9,7 @@ finding saying what to change. `diagnose` only prepares the indexes the rules sh
 from __future__ import annotations
 
 import ipaddress
+import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -265,3 +266,26 @@ def summary(findings: Sequence[Finding]) -> dict[str, Any]:
         "errors": sum(1 for f in findings if f.severity == ERROR),
         "warnings": sum(1 for f in findings if f.severity == WARNING),
     }
+
+
+def parse_requested(text: str | None, namespace: str) -> tuple[str, ...]:
+    """`k8s.v1.cni.cncf.io/networks` as "namespace/name" refs: a comma list of `[ns/]name[@ifname]`
+    or a JSON list of `{name, namespace, interface, ...}` (FACTS.md). Unreadable -> ()."""
+    if not text or not text.strip():
+        return ()
+    text = text.strip()
+    refs: list[str] = []
+    if text.startswith("["):
+        try:
+            items = json.loads(text)
+        except ValueError:
+            return ()
+        for item in items if isinstance(items, list) else ():
+            if isinstance(item, dict) and isinstance(item.get("name"), str):
+                refs.append(_qualified(item["name"], str(item.get("namespace") or namespace)))
+        return tuple(refs)
+    for part in text.split(","):
+        name = part.strip().split("@", 1)[0]
+        if name:
+            refs.append(_qualified(name, namespace))
+    return tuple(refs)
