@@ -5,7 +5,6 @@ free address outside them. The controller runs as a real process against the wor
 from __future__ import annotations
 
 import ipaddress
-import random
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,28 +36,11 @@ from tests.integration.controller_harness import (
     unique,
     wait_for,
 )
+from tests.integration.subnets import carve_subnet
 
 pytestmark = pytest.mark.world
 
 CONVERGE = 20.0
-# Test subnets come from the top quarter of the world's VPC, which the world's layout leaves empty.
-TEST_BLOCK = ipaddress.ip_network("10.0.192.0/18")
-
-
-def carve_subnet(world: WorldInfo, az: str, prefix: int) -> tuple[str, str]:
-    """A fresh subnet of the world's VPC (other tests may carve too: retry on a conflict)."""
-    ec2 = world.ec2()
-    blocks = list(TEST_BLOCK.subnets(new_prefix=prefix))
-    for _ in range(50):
-        cidr = str(random.choice(blocks))
-        try:
-            subnet = ec2.create_subnet(VpcId=world.vpc_id, CidrBlock=cidr, AvailabilityZone=az)["Subnet"]
-        except ClientError as err:
-            if "Conflict" in err.response["Error"]["Code"]:
-                continue
-            raise
-        return subnet["SubnetId"], cidr
-    raise AssertionError("no free block for a test subnet")
 
 
 def reservations(world: WorldInfo, subnet_id: str) -> list[dict[str, Any]]:

@@ -202,13 +202,14 @@ def _pool_in_subnet(ctx: Context, conf: NetConf, pool: Pool, subnet: Subnet) -> 
 
 
 def _clear_of_node_addresses(ctx: Context, conf: NetConf, pool: Pool, subnet: Subnet) -> None:
-    clashes: list[str] = []
+    held: dict[str, str] = {}
     for eni in ctx.snapshot.enis:
         if eni.subnet_id != subnet.id:
             continue
-        for ip in dict.fromkeys((eni.private_ip, *eni.private_ips)):
+        for ip in (eni.private_ip, *eni.private_ips):
             if ip and ip not in ctx.pod_ips and pool.contains(ipaddress.ip_address(ip)):
-                clashes.append(f"{ip} ({eni.id})")
+                held[ip] = eni.id
+    clashes = [f"{ip} ({held[ip]})" for ip in sorted(held, key=lambda a: int(ipaddress.ip_address(a)))]
     if clashes:
         ctx.add(
             ERROR,
@@ -335,9 +336,13 @@ def host_local_on_shared_subnet(ctx: Context) -> None:
 
 
 def ipvlan_ips_registered(ctx: Context) -> None:
+    """ipvlan pods share the ENI's MAC: the VPC delivers only to addresses registered on the ENI."""
     for conf in _eni_nads(ctx):
         if conf.type != "ipvlan":
             continue
+        missing: list[str] = []
+        where: list[str] = []
+        owners: list[str] = []
         for p in placements(ctx, conf):
             if p.eni is None:
                 continue
@@ -345,19 +350,31 @@ def ipvlan_ips_registered(ctx: Context) -> None:
             if nodeeni is not None and nodeeni.spec.pod_ip_registration:
                 continue
             ips = [ip for pod in p.pods for n in pod.networks if n.name in (conf.ref, conf.name) for ip in n.ips]
-            missing = [ip for ip in ips if ip not in p.eni.private_ips and ip not in p.eni.ipv6s]
-            if p.pods and not missing:
+            unregistered = [ip for ip in ips if ip not in p.eni.private_ips and ip not in p.eni.ipv6s]
+            if p.pods and not unregistered:
                 continue  # registered by someone else: the VPC routes them
-            who = f"NodeENI {nodeeni.name}" if nodeeni else f"the NodeENI of {p.eni.id}"
-            shown = f" ({_shown(missing)})" if missing else ""
-            ctx.add(
-                ERROR,
-                "PodIPsNotRegistered",
-                nad_object(conf.ref),
-                f"ipvlan pods on {p.eni.id} (node {p.node.name}) use addresses the VPC does not know{shown}: "
-                "their traffic is dropped unless each is a secondary private IP of the ENI",
-                f"set podIPRegistration: true on {who}",
+            missing += unregistered
+            where.append(f"{p.eni.id} (node {p.node.name})")
+            owners.append(f"NodeENI {nodeeni.name}" if nodeeni else f"the NodeENI of {p.eni.id}")
+        if not where:
+            continue
+        if missing:
+            message = (
+                f"ipvlan pods on {_shown(where)} use addresses the VPC does not know ({_shown(missing)}): their "
+                "traffic is dropped unless each is a secondary private IP of its ENI"
             )
+        else:
+            message = (
+                f"pods of this ipvlan network on {_shown(where)} will use addresses nobody registers on the ENI: "
+                "the VPC will drop their traffic"
+            )
+        ctx.add(
+            ERROR,
+            "PodIPsNotRegistered",
+            nad_object(conf.ref),
+            message,
+            f"set podIPRegistration: true on {_shown(sorted(set(owners)))}",
+        )
 
 
 def mtu_fits(ctx: Context) -> None:
