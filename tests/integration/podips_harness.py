@@ -88,6 +88,20 @@ class Running:
             informer.stop()
         self.recorder.stop(2.0)
 
+    def settle(self, seen: Callable[[], bool] = lambda: True, timeout: float = 10.0) -> None:
+        """Wait until a pass that began after `seen()` held (the informers saw a change) has completed."""
+        wait_for(seen, timeout, "the reconciler's informers to see the change")
+        started = self.reconciler.started
+        self.reconciler.notify()
+        wait_for(lambda: self.reconciler.completed > started, timeout, "a complete pass after the change")
+
+    def sees_annotation(self, name: str, namespace: str, annotation: str) -> Callable[[], bool]:
+        def check() -> bool:
+            pod = self.reconciler.informers.pods.get(name, namespace)
+            return pod is not None and annotation in (pod["metadata"].get("annotations") or {})
+
+        return check
+
 
 @dataclass
 class Harness:
@@ -258,6 +272,23 @@ class Harness:
         with suppress(ApiError):
             self.kube.delete(Pod, name, namespace=self.namespace, grace_period=0)
 
+    def claim_nodeeni(self, tags: dict[str, str], *, registration: bool = True) -> str:
+        """A NodeENI claiming pre-created ENIs with these tags (for nodes no test node carries)."""
+        name = unique(f"{self.cluster}-claim")
+        spec = {"nodeSelector": {"podips-test": name}, "claim": {"tags": tags}, "podIPRegistration": registration}
+        self.kube.create(NodeENI.from_dict({"apiVersion": "networking.k8s.aws/v1alpha1", "kind": "NodeENI",
+                                            "metadata": {"name": name}, "spec": spec}))  # fmt: skip
+        self._undo.append(lambda: _delete_nodeeni(self.kube, name))
+        return name
+
+    def delete_nodeeni(self, name: str) -> None:
+        _delete_nodeeni(self.kube, name)
+
+    def create_nad(self, name: str, config: dict[str, Any]) -> None:
+        from multus_eni.sandbox.kubelet import nad
+
+        self.kube.create(nad(self.namespace, name, config))
+
     def label_namespace(self, value: str | None) -> None:
         patch = {"metadata": {"labels": {"multus-eni.io/pod-ip-registration": value}}}
         self.kube.patch(Namespace, self.namespace, patch, patch_type=PatchType.MERGE)
@@ -289,11 +320,11 @@ class Harness:
         reconciler = PodIPReconciler(config, client=client, port=self.port(), recorder=recorder,
                                      informers=informers, may_act=may_act)  # fmt: skip
         holder["r"] = reconciler
-        for informer in informers.all():
-            informer.start()
-        wait_for(lambda: all(i.has_synced() for i in informers.all()), 30, "informers synced")
+        nodes.start()
+        nodeenis.start()
         reconciler.start()
-        return Running(reconciler, informers.all(), recorder)
+        wait_for(lambda: all(i.has_synced() for i in informers.all()), 30, "informers synced")
+        return Running(reconciler, [nodes, nodeenis], recorder)
 
 
 def _delete_nodeeni(kube: Client, name: str) -> None:

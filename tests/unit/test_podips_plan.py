@@ -414,3 +414,14 @@ def test_a_plugin_with_macs_of_its_own_falls_back_to_the_subnet() -> None:
     result = plan([p], [eni("eni-1", MAC1, "i-1")], [node("node-1", "i-1")], nads=[macvlan])
 
     assert result.work["eni-1"].assign_v4 == ["10.0.16.66"]
+
+
+def test_an_ip_that_moved_away_leaves_the_old_ledger_even_right_after_we_wrote_it() -> None:
+    a = eni("eni-a", MAC1, "i-1", ledger=("10.0.16.90",))
+    b = eni("eni-b", MAC2, "i-2", primary="10.0.16.11", secondaries=("10.0.16.90",), ledger=("10.0.16.90",))
+    p = pod("p", "node-2", entry("app/hostdev", "net1", ["10.0.16.90"], MAC2))
+    memory = Memory(recent_owned={"eni-a": frozenset({"10.0.16.90"})})
+
+    result = plan([p], [a, b], [N1, node("node-2", "i-2")], memory=memory)
+
+    assert result.work["eni-a"].ledger == frozenset() and not result.work["eni-a"].removes

@@ -63,6 +63,7 @@ class PodIPConfig:
     cluster: str
     grace_seconds: float = 30.0
     debounce_seconds: float = 0.05
+    max_gather_seconds: float = 0.3
     resync_seconds: float = 300.0
     subnet_ttl_seconds: float = 300.0
     # How long a ledger we wrote counts as ours even if a snapshot does not show it yet.
@@ -101,6 +102,27 @@ def pod_ip_informers(
     )
 
 
+def pod_ip_reconciler(
+    config: PodIPConfig,
+    *,
+    client: Client,
+    port: EC2Port,
+    recorder: EventRecorder,
+    nodes: Informer,
+    nodeenis: Informer,
+    may_act: Callable[[], bool],
+) -> PodIPReconciler:
+    """The controller process's pod IP registration: its own informers wake it; the shared Node
+    and NodeENI informers must call its `notify()` too. `start()` starts its own informers."""
+    woken: list[PodIPReconciler] = []
+    informers = pod_ip_informers(client, lambda: woken and woken[0].notify(), nodes=nodes, nodeenis=nodeenis)
+    reconciler = PodIPReconciler(
+        config, client=client, port=port, recorder=recorder, informers=informers, may_act=may_act
+    )
+    woken.append(reconciler)
+    return reconciler
+
+
 def node_view(node: Mapping[str, Any]) -> NodeView:
     meta = node.get("metadata") or {}
     reports = parse_report((meta.get("annotations") or {}).get(REPORT_ANNOTATION)) or []
@@ -136,7 +158,10 @@ class PodIPReconciler:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.passes = 0
+        # Passes started, and the number of the last one completed: a test (or a probe) can
+        # tell a pass that began after some change from one already under way.
+        self.started = 0
+        self.completed = 0
         self.last_act: ActResult | None = None
         self.reset()
 
@@ -145,6 +170,7 @@ class PodIPReconciler:
         self._unwanted_since: dict[tuple[str, str], float] = {}
         self._recent: dict[str, tuple[frozenset[str], float]] = {}
         self._blocked: dict[str, Failure] = {}
+        self._blocked_problems: dict[str, list[Problem]] = {}
         self._failures: dict[str, Failure] = {}
         self._reported: set[tuple[str, str, str, str]] = set()
         self._ledgers_seen: bool | None = None  # None: not observed yet
@@ -158,6 +184,8 @@ class PodIPReconciler:
         self._wake.set()
 
     def start(self) -> PodIPReconciler:
+        for informer in self.informers.own():
+            informer.start()  # a no-op for one already running
         self._thread = threading.Thread(target=self.run, name="pod-ip-reconciler", daemon=True)
         self._thread.start()
         return self
@@ -168,6 +196,8 @@ class PodIPReconciler:
         if self._thread is not None:
             self._thread.join(timeout)
         self._pool.shutdown(wait=False, cancel_futures=True)
+        for informer in self.informers.own():
+            informer.stop()
 
     def run(self) -> None:
         timeout: float | None = 0.0
@@ -177,7 +207,7 @@ class PodIPReconciler:
             if self._stop.is_set():
                 break
             if woken:
-                self._stop.wait(self.config.debounce_seconds)  # let the rest of a burst arrive
+                self._gather()
             self._wake.clear()
             if not self._may_act():
                 acting, timeout = False, self.config.resync_seconds
@@ -185,12 +215,27 @@ class PodIPReconciler:
             if not acting:
                 self.reset()
                 acting = True
+            self.started += 1
+            number = self.started
             try:
                 requeue = self.reconcile()
             except Exception:
                 log.exception("pod IP pass failed")
                 requeue = OBSERVE_RETRY_SECONDS
+            self.completed = number
             timeout = min(requeue if requeue is not None else self.config.resync_seconds, self.config.resync_seconds)
+
+    def _gather(self) -> None:
+        """Let a burst arrive: wait until `debounce` passes without a change, at most `max_gather`.
+
+        Fifty pods starting together become one or two passes (one call per ENI), while a lone
+        change waits only the debounce."""
+        deadline = time.monotonic() + self.config.max_gather_seconds
+        while not self._stop.is_set():
+            self._wake.clear()
+            quiet = min(self.config.debounce_seconds, deadline - time.monotonic())
+            if quiet <= 0 or not self._wake.wait(quiet):
+                return
 
     # -- one pass -------------------------------------------------------------------------------
 
@@ -198,7 +243,6 @@ class PodIPReconciler:
         """One pass; returns when to look again (None: on change or resync only)."""
         if not all(i.has_synced() for i in self.informers.all()):
             return 0.5
-        self.passes += 1
         now = self._clock()
         pods = [pod_view(p) for p in self.informers.pods.items()]
         if self._ledgers_seen is False and not any(p.secondary_entries() for p in pods if p.live and p.node):
@@ -212,6 +256,8 @@ class PodIPReconciler:
         except EC2Error as err:
             log.error("cannot observe EC2 for pod IPs: %s; retrying in %.0fs", err, OBSERVE_RETRY_SECONDS)
             return OBSERVE_RETRY_SECONDS
+        observed = {e.id for e in enis}
+        self._failures = {k: f for k, f in self._failures.items() if k in observed}
         nads = {(v.namespace, v.name): v for v in (nad_view(n) for n in self.informers.nads.items())}
         namespaces = {(n.get("metadata") or {}).get("name", "") for n in self.informers.namespaces.items()}
         plan = plan_pod_ips(
@@ -273,7 +319,8 @@ class PodIPReconciler:
 
     def _remember(self, plan: PodIPPlan, result: ActResult, now: float) -> None:
         for eni_id, ledger in result.ledgers.items():
-            self._recent[eni_id] = (ledger, now)
+            # Refused as held elsewhere: certainly not assigned here, so no snapshot lag to cover.
+            self._recent[eni_id] = (ledger - set(result.blocked), now)
         for eni_id in result.succeeded:
             self._failures.pop(eni_id, None)
         for eni_id, failure in result.failures.items():
@@ -282,22 +329,28 @@ class PodIPReconciler:
             )
         for ip, holder in result.blocked.items():
             self._blocked[ip] = next_failure(self._blocked.get(ip), "InvalidIPAddress.InUse", holder, "Assign", now)
+            self._blocked_problems[ip] = [p for p in result.problems if p.ip == ip]
         claimed = {ip for w in plan.work.values() for ip in w.adds}
-        self._blocked = {ip: f for ip, f in self._blocked.items() if ip in claimed or f.retry_at > now}
+        # Expired blocks are kept a while, so a refusal repeated after its retry backs off further.
+        self._blocked = {ip: f for ip, f in self._blocked.items() if ip in claimed or f.retry_at > now - 600}
+        self._blocked_problems = {ip: p for ip, p in self._blocked_problems.items() if ip in self._blocked}
 
     def _requeue(self, plan: PodIPPlan, result: ActResult, now: float) -> float | None:
         candidates = [plan.requeue_after] if plan.requeue_after is not None else []
         if plan.work:
             candidates.append(VERIFY_AFTER_SECONDS)
-        candidates += [f.retry_at - now for f in self._failures.values()]
-        candidates += [f.retry_at - now for f in self._blocked.values()]
+        candidates += [f.retry_at - now for f in self._failures.values() if f.retry_at > now]
+        candidates += [f.retry_at - now for f in self._blocked.values() if f.retry_at > now]
         candidates += [at + self.config.recent_seconds - now for _, at in self._recent.values()]
         return max(min(candidates), 0.05) if candidates else None
 
     # -- record -------------------------------------------------------------------------------
 
     def _record(self, plan: PodIPPlan, result: ActResult, nodeenis_raw: Mapping[str, dict[str, Any]]) -> None:
-        problems = plan.problems + result.problems
+        # A refused address stays a problem (reported once) until its block ends.
+        now = self._clock()
+        waiting = [p for ip, f in self._blocked.items() if f.retry_at > now for p in self._blocked_problems.get(ip, [])]
+        problems = list(dict.fromkeys(plan.problems + result.problems + waiting))
         seen: set[tuple[str, str, str, str]] = set()
         for problem in problems:
             key = (problem.pod.uid if problem.pod else "", problem.ip or "", problem.reason, problem.message)

@@ -296,10 +296,11 @@ class _Planner:
         backing_off = self._backing_off(m)
         ledger = set(m.owned)
         for ip in _sorted(m.owned):
-            if ip in wanted_here:
+            if ip in wanted_here and self.memory.blocked.get(ip, 0.0) <= self.now:
                 continue
             if ip not in m.present:
-                if ip not in recent:  # a snapshot may not show our own assign yet
+                # A snapshot may not show our own assign yet; but an IP seen on another ENI is gone from here.
+                if ip not in recent or ip in self.holder:
                     ledger.discard(ip)
                 continue
             if ip in self.claimed or ip == m.eni.private_ip:
