@@ -205,6 +205,32 @@ def test_enis_never_get_an_address_inside_a_reserved_range(
         delete_nodeeni(world, name)
 
 
+def test_the_controller_reserves_before_it_creates_so_its_enis_stay_out_of_pod_ranges(
+    world: WorldInfo, controller: Controller, zone_a: str, selector: str
+) -> None:
+    node = world.nodes[0]
+    subnet_id, cidr = carve_subnet(world, zone_a, 24)
+    net = ipaddress.ip_network(cidr)
+    # EC2 hands out the lowest free address (.4) unless the range holding it is reserved first.
+    bottom = f"{net[0]}/25"
+    name = unique("order")
+    create_nodeeni(world, nodeeni_manifest(name, selector, subnetID=subnet_id, deviceIndex=2,
+                                           podRanges=[{"cidr": bottom}]))  # fmt: skip
+    try:
+        label(world, [node.name], selector)
+
+        def attachment() -> dict[str, Any] | None:
+            entries = status_of(world, name).get("attachments") or []
+            return next((a for a in entries if a.get("status") == "attached"), None)
+
+        entry = wait_for(attachment, CONVERGE, "the ENI attached")
+        assert ipaddress.ip_address(entry["privateIP"]) not in ipaddress.ip_network(bottom)
+        assert entry["privateIP"] == str(net[128])
+    finally:
+        label(world, [node.name], None, remove=selector.partition("=")[0])
+        delete_nodeeni(world, name)
+
+
 def test_static_addressing_takes_the_lowest_free_address_outside_the_pod_ranges(
     world: WorldInfo, controller: Controller, zone_a: str, selector: str
 ) -> None:
