@@ -162,8 +162,10 @@ class Context:
 
 
 def placements(ctx: Context, conf: NetConf) -> list[Placement]:
-    """The nodes running pods of this NAD (and, with no pod yet, the nodes that could), each with
-    the ENI behind the NAD there."""
+    """The nodes running pods of this NAD (and, with no pod yet, the nodes whose NodeENI names its
+    interface), each with the ENI behind the NAD there, found in this order: the agent's report
+    (interface name -> ENI), the MAC in the pod's network-status (ipvlan and host-device keep the
+    ENI's MAC), host-device's `hwaddr`, the NodeENI naming the interface for that node."""
     if conf.ref in ctx.placements:
         return ctx.placements[conf.ref]
     by_node: dict[str, list[Pod]] = defaultdict(list)

@@ -1,11 +1,9 @@
 """The doctor's rules: each looks at the prepared Context and adds findings that say what to change. Pure.
 
-A NAD "on an ENI" is ipvlan/macvlan (`master`) or host-device (`device`/`hwaddr`). Where it runs
-(its placements) comes from the pods using it and their nodes; where it could run comes from
-the NodeENIs naming that interface. The ENI behind it on a node is found, in this order, by the
-agent's report (interface name -> ENI), the MAC in the pod's network-status (ipvlan and
-host-device keep the ENI's MAC), host-device's `hwaddr`, and the NodeENI that names the
-interface for that node.
+A NAD "on an ENI" is ipvlan/macvlan (`master`) or host-device (`device`/`hwaddr`); where it runs
+and the ENI behind it on each node are its placements (plan/doctor.py). Severity: `error` when
+pods fail or lose traffic now or as soon as it happens (a new ENI taking a pod address),
+`warning` when it is likely wrong but may be intended. `RULES` lists them in the order they run.
 """
 
 from __future__ import annotations
