@@ -70,7 +70,12 @@ class Executor:
         self._on_done = on_done
         self._may_act = may_act
         self._clock = clock
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="ec2-chain")
+        # One pool per kind of chain: a chain waiting minutes for an attach token must not
+        # hold up deletes queued behind it (each kind starts with a different EC2 bucket).
+        self._pools = {
+            kind: ThreadPoolExecutor(workers, thread_name_prefix=f"ec2-{kind.__name__}")
+            for kind in (CreateENI, AttachENI, SetDeleteOnTermination, DetachENI, DeleteENI)
+        }
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._in_flight: set[str] = set()
@@ -118,7 +123,7 @@ class Executor:
                 if key in self._in_flight or self._stopping.is_set():
                     continue
                 self._in_flight.add(key)
-            self._pool.submit(self._run, action)
+            self._pools[type(action)].submit(self._run, action)
             started += 1
         return started
 
@@ -130,7 +135,8 @@ class Executor:
         """Let running chains finish their current call, start no new call, then stop."""
         self._stopping.set()
         self.wait_idle(timeout)
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        for pool in self._pools.values():
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def _run(self, action: Action) -> None:
         name = type(action).__name__

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -109,12 +110,14 @@ class Reconciler:
         nodes = self._tombstones.nodes([node_info(n) for n in node_objects])
 
         epoch = self.executor.epoch()
+        stages = [time.monotonic()]
         try:
             snapshot = self._observer.observe(nodeenis, nodes)
         except EC2Error as err:
             metrics.RECONCILE_ERRORS.labels(stage="observe").inc()
             log.error("cannot observe EC2: %s; retrying in %.0fs", err, OBSERVE_RETRY_SECONDS)
             return OBSERVE_RETRY_SECONDS
+        stages.append(time.monotonic())
 
         plan = plan_enis(
             self.cluster,
@@ -130,9 +133,12 @@ class Reconciler:
             options=self._options,
         )
         self.executor.forget_failures_except(plan.live_failure_keys)
+        stages.append(time.monotonic())
         reservations.apply(self.reservations, plan, nodeenis, snapshot.subnets, self._may_act(), self._clock())
 
+        stages.append(time.monotonic())
         held = self._record(plan, raw)
+        stages.append(time.monotonic())
         if not self._may_act():
             return None
         self.executor.submit(
@@ -140,13 +146,16 @@ class Reconciler:
         )
         self._write_node_interfaces(plan.node_interfaces, node_objects)
         self._release_finalizers(plan, raw)
+        stages.append(time.monotonic())
         metrics.record_eni_states(p.status for p in plan.nodeenis.values())
+        seconds = [round(b - a, 3) for a, b in itertools.pairwise(stages)]
         log.debug(
             "pass: %d NodeENIs, %d nodes, %d ENIs, %d actions",
             len(nodeenis),
             len(node_objects),
             len(snapshot.enis),
             len(plan.actions),
+            extra=dict(zip(("observe_s", "plan_s", "reserve_s", "record_s", "act_s"), seconds, strict=False)),
         )
         if held:
             return min(plan.requeue_after or HELD_RETRY_SECONDS, HELD_RETRY_SECONDS)
