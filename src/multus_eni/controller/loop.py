@@ -48,7 +48,7 @@ class Trigger:
                 horizon = min(until, self._due if self._due is not None else math.inf)
                 if horizon <= now:
                     return False
-                self._cond.wait(horizon - now)
+                self._cond.wait(None if horizon == math.inf else horizon - now)
             return False
 
 
