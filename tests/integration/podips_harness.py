@@ -131,8 +131,14 @@ class Harness:
         created = kube.create(NodeENI.from_dict(obj))
         harness = cls(world, kube, world.ec2(), cluster, namespace, name, created.metadata.uid)
         harness._undo.append(lambda: kube.delete(Namespace, namespace))
+        # The world runs no namespace controller: pods of a deleted namespace would live on (and
+        # keep claiming their IPs), so they are deleted first.
+        harness._undo.append(lambda: kube.deletecollection(Pod, namespace=namespace, grace_period=0))
         harness._undo.append(lambda: _delete_nodeeni(kube, name))
         return harness
+
+    def on_cleanup(self, undo: Callable[[], None]) -> None:
+        self._undo.append(undo)
 
     def cleanup(self) -> None:
         while self._undo:
@@ -166,7 +172,7 @@ class Harness:
     def free_ip(self, cidr: str) -> str:
         """An address no automatic assignment will pick soon (those start at the bottom)."""
         net = ipaddress.ip_network(cidr)
-        offset = self._next_ip.get(cidr, 1000 + uuid.uuid4().int % 1000)
+        offset = self._next_ip.get(cidr, 256 + uuid.uuid4().int % 3000)
         self._next_ip[cidr] = offset + 1
         return str(net[offset])
 
@@ -304,7 +310,7 @@ class Harness:
 
     # -- the reconciler -------------------------------------------------------------------------
 
-    def start(self, *, grace: float = 1.0, may_act: Callable[[], bool] = lambda: True) -> Running:
+    def start(self, *, grace: float = 1.0, may_act: Callable[[], bool] = lambda: True, port: Any = None) -> Running:
         client = self.world.kube()
         recorder = EventRecorder(client, "multus-eni-controller", instance=self.cluster)
         holder: dict[str, PodIPReconciler] = {}
@@ -317,7 +323,7 @@ class Harness:
         nodeenis = Informer(client, NodeENI, wake, name="nodeenis")
         informers = pod_ip_informers(client, wake, nodes=nodes, nodeenis=nodeenis)
         config = PodIPConfig(cluster=self.cluster, grace_seconds=grace)
-        reconciler = PodIPReconciler(config, client=client, port=self.port(), recorder=recorder,
+        reconciler = PodIPReconciler(config, client=client, port=port or self.port(), recorder=recorder,
                                      informers=informers, may_act=may_act)  # fmt: skip
         holder["r"] = reconciler
         nodes.start()

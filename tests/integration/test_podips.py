@@ -199,6 +199,7 @@ def test_an_address_held_by_a_stranger_is_refused_without_holding_up_the_other_p
     stranger = h.ec2.create_network_interface(SubnetId=h.spare().id, PrivateIpAddresses=[
         {"Primary": True, "PrivateIpAddress": h.free_ip(h.spare().cidr)},
         {"Primary": False, "PrivateIpAddress": taken}])["NetworkInterface"]["NetworkInterfaceId"]  # fmt: skip
+    h.on_cleanup(lambda: h.ec2.delete_network_interface(NetworkInterfaceId=stranger))
     fine = [h.free_ip(h.spare().cidr) for _ in range(3)]
     names = ["unlucky", "fine-0", "fine-1", "fine-2"]
     for name in names:
@@ -215,7 +216,6 @@ def test_an_address_held_by_a_stranger_is_refused_without_holding_up_the_other_p
     for name in names:
         h.delete_pod(name)
     wait_for(lambda: not h.secondaries(eni.id), 10, "all unassigned")
-    h.ec2.delete_network_interface(NetworkInterfaceId=stranger)
 
 
 def test_two_enis_sharing_a_subnet_get_no_guess_when_the_pod_names_neither(h: Harness, running: Running) -> None:

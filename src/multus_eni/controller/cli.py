@@ -46,6 +46,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="cluster-wide pod range to reserve in a subnet (ID or Name tag), besides NodeENI podRanges; repeatable",
     )
     p.add_argument("--resync-seconds", type=float, default=300.0, help="full pass even without changes")
+    p.add_argument("--pod-ip-registration", action=argparse.BooleanOptionalAction, default=True,
+                   help="register pods' secondary IPs on their ENIs (for opted-in NodeENIs and namespaces)")
+    p.add_argument("--pod-ip-grace-seconds", type=float, default=30.0,
+                   help="how long an IP we registered stays after no pod claims it (pod re-created, IP moving)")
     p.add_argument("--workers", type=int, default=32, help="EC2 action chains running at once")
     p.add_argument(
         "--ec2-rate-scale",

@@ -21,6 +21,7 @@ from multus_eni.controller.executor import Executor
 from multus_eni.controller.health import HealthServer, Heartbeat
 from multus_eni.controller.loop import Loop, Trigger
 from multus_eni.controller.observe import EC2Observer
+from multus_eni.controller.podips import PodIPConfig, PodIPReconciler, pod_ip_reconciler
 from multus_eni.controller.reconciler import Reconciler
 from multus_eni.controller.reservations import ReservationStep
 from multus_eni.kube.client import FIELD_MANAGER, NodeENI, client_from_kubeconfig
@@ -71,8 +72,16 @@ def main(args: argparse.Namespace) -> int:
 
     throttler = Throttler.scaled(args.ec2_rate_scale, on_wait=record_client_wait, should_abort=lambda: not is_leader())
     port = EC2Port(args.region, args.ec2_endpoint, max_attempts=args.ec2_max_attempts, throttler=throttler)
-    nodeenis = Informer(client, NodeENI, lambda: trigger.notify(WATCH_DEBOUNCE), name="nodeenis")
-    nodes = Informer(client, Node, lambda: trigger.notify(WATCH_DEBOUNCE), transform=slim_node, name="nodes")
+    podips: PodIPReconciler | None = None
+
+    def changed() -> None:
+        # Nodes and NodeENIs feed both reconcilers.
+        trigger.notify(WATCH_DEBOUNCE)
+        if podips is not None:
+            podips.notify()
+
+    nodeenis = Informer(client, NodeENI, changed, name="nodeenis")
+    nodes = Informer(client, Node, changed, transform=slim_node, name="nodes")
     recorder = EventRecorder(client, "multus-eni-controller", instance=identity)
     reconciler = Reconciler(
         cluster=args.cluster_name,
@@ -95,6 +104,12 @@ def main(args: argparse.Namespace) -> int:
     reconciler.reservations = ReservationStep(
         port, args.cluster_name, cluster_ranges=parse_cluster_ranges(args.pod_range), reporter=reconciler
     )
+
+    if args.pod_ip_registration:
+        podips = pod_ip_reconciler(
+            PodIPConfig(args.cluster_name, grace_seconds=args.pod_ip_grace_seconds),
+            client=client, port=port, recorder=recorder, nodes=nodes, nodeenis=nodeenis, may_act=is_leader,
+        )  # fmt: skip
 
     def synced() -> tuple[bool, str]:
         ok = nodeenis.has_synced() and nodes.has_synced()
@@ -127,6 +142,8 @@ def main(args: argparse.Namespace) -> int:
     nodes.start()
     while not stopping.is_set() and not (nodeenis.wait_for_sync(1.0) and nodes.wait_for_sync(1.0)):
         log.info("waiting for the informers' first list")
+    if podips is not None:
+        podips.start()
     if elector is not None:
         elector.start()
     else:
@@ -136,6 +153,8 @@ def main(args: argparse.Namespace) -> int:
     finally:
         metrics.LEADER.set(0)
         executor.shutdown(timeout=30)
+        if podips is not None:
+            podips.stop()
         if elector is not None:
             elector.stop(release=True)
         nodeenis.stop()
