@@ -69,6 +69,11 @@ def test_fifty_pods_on_one_eni_are_registered_with_a_handful_of_calls(h: Harness
     assert calls.get("DescribeNetworkInterfaces", 0) <= 20  # one per pass; passes follow the arrivals
     assert h.ledger(eni.id) == set(ips)
 
+    # Nothing changed: a pass reads EC2 once and writes nothing.
+    h.calls(reset=True)
+    running.settle()
+    assert {op: n for op, n in h.calls().items() if op in MUTATING} == {}
+
     for name in names:
         h.delete_pod(name)
     wait_for(lambda: not h.secondaries(eni.id), 15, "all 50 IPs unassigned after the pods went")

@@ -87,6 +87,9 @@ def test_the_controller_process_registers_pod_ips_and_survives_sigkill_mid_churn
             h.delete_pod(pod)
         live.clear()
         wait_for(exactly, 30, "every IP unassigned once the pods are gone")
+    except BaseException:
+        print(f"controller log (tail):\n{controller.tail(30)}")
+        raise
     finally:
         try:
             h.kube.delete(NodeENI, name)

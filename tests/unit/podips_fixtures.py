@@ -18,7 +18,8 @@ from multus_eni.plan.netstatus import (
 )
 from multus_eni.plan.ownership import ownership_tags
 from multus_eni.plan.podip_enis import NodeView, SubnetCidrs
-from multus_eni.plan.podips import Memory, PodIPOptions, PodIPPlan, plan_pod_ips
+from multus_eni.plan.podip_model import Memory, PodIPOptions, PodIPPlan
+from multus_eni.plan.podips import plan_pod_ips
 
 CLUSTER = "prod"
 NOW = 1_750_000_000.0

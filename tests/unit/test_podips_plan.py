@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from multus_eni.plan.ledger import read_ledger
 from multus_eni.plan.model import Failure
-from multus_eni.plan.podips import Memory
+from multus_eni.plan.podip_model import Memory
 
 from .podips_fixtures import (
     NOW,

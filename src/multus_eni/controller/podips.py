@@ -32,12 +32,11 @@ from multus_eni.aws.ec2 import EC2Error, EC2Port
 from multus_eni.aws.ec2_ips import describe_subnet_cidrs
 from multus_eni.controller.observe import parse_nodeenis
 from multus_eni.controller.podips_act import ActResult, PodIPActor
+from multus_eni.controller.podips_record import PodIPReporter
 from multus_eni.kube.client import NetworkAttachmentDefinition
-from multus_eni.kube.client import NodeENI as NodeENIResource
 from multus_eni.kube.events import EventRecorder
 from multus_eni.kube.informer import Informer
 from multus_eni.kube.nodes import instance_type, provider_instance_id
-from multus_eni.kube.status import find_condition, patch_status, set_condition
 from multus_eni.plan.model import Failure, ObservedENI, next_failure
 from multus_eni.plan.netstatus import (
     NAMESPACE_OPT_IN_LABEL,
@@ -48,14 +47,13 @@ from multus_eni.plan.netstatus import (
     slim_pod,
 )
 from multus_eni.plan.podip_enis import NodeView, SubnetCidrs
-from multus_eni.plan.podips import Memory, PodIPOptions, PodIPPlan, PodRef, Problem, plan_pod_ips
+from multus_eni.plan.podip_model import Memory, PodIPOptions, PodIPPlan, Problem
+from multus_eni.plan.podips import plan_pod_ips
 
 log = logging.getLogger(__name__)
 
-CONDITION = "PodIPsRegistered"
 VERIFY_AFTER_SECONDS = 1.0
 OBSERVE_RETRY_SECONDS = 5.0
-_MAX_MESSAGES = 5
 
 
 @dataclass(frozen=True)
@@ -149,7 +147,7 @@ class PodIPReconciler:
         self.config = config
         self._client = client
         self._port = port
-        self._recorder = recorder
+        self._reporter = PodIPReporter(client, recorder)
         self.informers = informers
         self._may_act = may_act
         self._clock = clock
@@ -172,7 +170,7 @@ class PodIPReconciler:
         self._blocked: dict[str, Failure] = {}
         self._blocked_problems: dict[str, list[Problem]] = {}
         self._failures: dict[str, Failure] = {}
-        self._reported: set[tuple[str, str, str, str]] = set()
+        self._reporter.reset()
         self._ledgers_seen: bool | None = None  # None: not observed yet
         self._subnets: dict[str, SubnetCidrs] = {}
         self._subnets_at = 0.0
@@ -344,64 +342,9 @@ class PodIPReconciler:
         candidates += [at + self.config.recent_seconds - now for _, at in self._recent.values()]
         return max(min(candidates), 0.05) if candidates else None
 
-    # -- record -------------------------------------------------------------------------------
-
     def _record(self, plan: PodIPPlan, result: ActResult, nodeenis_raw: Mapping[str, dict[str, Any]]) -> None:
         # A refused address stays a problem (reported once) until its block ends.
         now = self._clock()
         waiting = [p for ip, f in self._blocked.items() if f.retry_at > now for p in self._blocked_problems.get(ip, [])]
         problems = list(dict.fromkeys(plan.problems + result.problems + waiting))
-        seen: set[tuple[str, str, str, str]] = set()
-        for problem in problems:
-            key = (problem.pod.uid if problem.pod else "", problem.ip or "", problem.reason, problem.message)
-            seen.add(key)
-            if key in self._reported:
-                continue
-            if problem.pod is not None:
-                self._recorder.warning(_pod_ref(problem.pod), problem.reason, problem.message)
-            log.warning("%s: %s", problem.reason, problem.message)
-        self._reported = seen
-        for pod, placed in result.registered.items():
-            text = ", ".join(f"{ip} on {eni}" for ip, eni in placed)
-            self._recorder.normal(_pod_ref(pod), "PodIPRegistered", f"registered as secondary IP: {text}")
-        self._conditions(plan, problems, nodeenis_raw)
-
-    def _conditions(self, plan: PodIPPlan, problems: list[Problem], raw: Mapping[str, dict[str, Any]]) -> None:
-        by_nodeeni: dict[str, list[Problem]] = {}
-        for problem in problems:
-            if problem.nodeeni:
-                by_nodeeni.setdefault(problem.nodeeni, []).append(problem)
-        for name, obj in raw.items():
-            status = obj.get("status") or {}
-            has = find_condition(status.get("conditions"), CONDITION) is not None
-            if name not in plan.nodeenis and name not in by_nodeeni and not has:
-                continue
-            found = by_nodeeni.get(name, [])
-            if found:
-                lines = list(dict.fromkeys(p.message for p in found))
-                more = f"; and {len(lines) - _MAX_MESSAGES} more" if len(lines) > _MAX_MESSAGES else ""
-                conditions = set_condition(
-                    status.get("conditions"), CONDITION, False, found[0].reason, "; ".join(lines[:_MAX_MESSAGES]) + more
-                )
-            else:
-                conditions = set_condition(
-                    status.get("conditions"),
-                    CONDITION,
-                    True,
-                    "AsExpected",
-                    "pod IPs on this NodeENI's ENIs are registered",
-                )
-            if conditions == status.get("conditions"):
-                continue
-            try:
-                patch_status(self._client, NodeENIResource, obj, {**status, "conditions": conditions})
-            except Exception as err:
-                log.warning("cannot write the %s condition of NodeENI %s: %s", CONDITION, name, err)
-
-
-def _pod_ref(pod: PodRef) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": pod.name, "namespace": pod.namespace, "uid": pod.uid},
-    }
+        self._reporter.record(problems, result.registered, plan.nodeenis, nodeenis_raw)

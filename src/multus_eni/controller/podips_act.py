@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from multus_eni.aws.ec2 import EC2Error, EC2Port
 from multus_eni.aws.ec2_ips import describe_enis_in_subnet
 from multus_eni.plan.ledger import ledger_update, read_ledger
-from multus_eni.plan.podips import ENIWork, PodRef, Problem
+from multus_eni.plan.podip_model import ENIWork, PodRef, Problem
 
 log = logging.getLogger(__name__)
 
