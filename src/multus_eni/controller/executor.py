@@ -72,10 +72,8 @@ class Executor:
         self._clock = clock
         # One pool per kind of chain: a chain waiting minutes for an attach token must not
         # hold up deletes queued behind it (each kind starts with a different EC2 bucket).
-        self._pools = {
-            kind: ThreadPoolExecutor(workers, thread_name_prefix=f"ec2-{kind.__name__}")
-            for kind in (CreateENI, AttachENI, SetDeleteOnTermination, DetachENI, DeleteENI)
-        }
+        self._workers = workers
+        self._pools: dict[type, ThreadPoolExecutor] = {}
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._in_flight: set[str] = set()
@@ -123,9 +121,15 @@ class Executor:
                 if key in self._in_flight or self._stopping.is_set():
                     continue
                 self._in_flight.add(key)
-            self._pools[type(action)].submit(self._run, action)
+            self._pool(type(action)).submit(self._run, action)
             started += 1
         return started
+
+    def _pool(self, kind: type) -> ThreadPoolExecutor:
+        with self._lock:
+            if kind not in self._pools:
+                self._pools[kind] = ThreadPoolExecutor(self._workers, thread_name_prefix=f"ec2-{kind.__name__}")
+            return self._pools[kind]
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         with self._idle:
@@ -135,7 +139,9 @@ class Executor:
         """Let running chains finish their current call, start no new call, then stop."""
         self._stopping.set()
         self.wait_idle(timeout)
-        for pool in self._pools.values():
+        with self._lock:
+            pools = list(self._pools.values())
+        for pool in pools:
             pool.shutdown(wait=False, cancel_futures=True)
 
     def _run(self, action: Action) -> None:
