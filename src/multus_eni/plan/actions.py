@@ -98,7 +98,90 @@ class DeleteENI:
         return gc_failure_key(self.eni_id)
 
 
-Action = CreateENI | AttachENI | SetDeleteOnTermination | DetachENI | DeleteENI
+# -- claims of pre-created ENIs (plan/claim.py) ------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClaimENI:
+    """Claim a pre-created ENI for a node: write our claim marker on it first (write-ahead: a
+    restarted controller knows what it was doing), then attach. The attach decides races:
+    `InvalidNetworkInterface.InUse` means someone else holds it and this node gets nothing."""
+
+    key: ENIKey
+    nodeeni: str
+    eni_id: str
+    # Tags written before the attach; empty when the ENI already carries exactly these.
+    marker: Mapping[str, str]
+    target: AttachTarget
+    reason: str
+
+    @property
+    def failure_key(self) -> str:
+        return claim_failure_key(self.key.nodeeni_uid, self.key.node, self.eni_id)
+
+
+@dataclass(frozen=True)
+class ReleaseENI:
+    """Detach a claimed ENI (normal detach; never deleted: it is the user's). Its marker goes
+    in a later pass, once it is available again, unless another node claims it first."""
+
+    key: ENIKey
+    nodeeni: str
+    eni_id: str
+    attachment_id: str
+    instance_id: str
+    reason: str
+    # Removed from the instance right after the detach when no later pass will see that
+    # instance (its Node is gone): tag key -> the value it must still have.
+    instance_tags: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def failure_key(self) -> str:
+        return claim_resource_failure_key(self.eni_id)
+
+
+@dataclass(frozen=True)
+class TagResource:
+    """CreateTags on one ENI or instance (a claim's instance tag)."""
+
+    key: ENIKey
+    nodeeni: str
+    resource_id: str
+    tags: Mapping[str, str]
+    reason: str
+
+    @property
+    def failure_key(self) -> str:
+        return claim_resource_failure_key(self.resource_id)
+
+
+@dataclass(frozen=True)
+class UntagResource:
+    """DeleteTags with values: a tag goes only if it still has the value we saw, so a marker
+    another claim has just rewritten survives."""
+
+    key: ENIKey
+    nodeeni: str
+    resource_id: str
+    tags: Mapping[str, str]
+    reason: str
+
+    @property
+    def failure_key(self) -> str:
+        return claim_resource_failure_key(self.resource_id)
+
+
+Action = (
+    CreateENI
+    | AttachENI
+    | SetDeleteOnTermination
+    | DetachENI
+    | DeleteENI
+    | ClaimENI
+    | ReleaseENI
+    | TagResource
+    | UntagResource
+)
 
 MUTATING_CALLS_PER_ACTION = {
     # Upper bounds the call-accounting tests check against.
@@ -107,11 +190,24 @@ MUTATING_CALLS_PER_ACTION = {
     SetDeleteOnTermination: 1,
     DetachENI: 1,
     DeleteENI: 1,
+    ClaimENI: 2,
+    ReleaseENI: 2,
+    TagResource: 1,
+    UntagResource: 1,
 }
 
 
 def gc_failure_key(eni_id: str) -> str:
     return f"eni/{eni_id}"
+
+
+def claim_failure_key(nodeeni_uid: str, node: str, eni_id: str) -> str:
+    """One claim attempt: the planner reads the node (backoff) and the ENI (in use) back from it."""
+    return f"claim/{nodeeni_uid}/{node}/{eni_id}"
+
+
+def claim_resource_failure_key(resource_id: str) -> str:
+    return f"claim-res/{resource_id}"
 
 
 @dataclass
@@ -137,6 +233,8 @@ class Plan:
     nodeenis: dict[str, NodeENIPlan] = field(default_factory=dict)
     # Per node name: the `multus-eni.io/desired-interfaces` content for the node agent.
     node_interfaces: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # Per node name: labels to set (a value) or remove (None); claims label their holders.
+    node_labels: dict[str, dict[str, str | None]] = field(default_factory=dict)
     # Failure keys still meaningful; the caller may forget the others.
     live_failure_keys: set[str] = field(default_factory=set)
     requeue_after: float | None = None

@@ -40,6 +40,8 @@ class Entry:
     pending_since: float | None = None
     # Teardown entries (detaching an undesired ENI) do not count towards desired/attached.
     desired: bool = True
+    # A pre-created ENI held through a claim (status.attachments[].claimed).
+    claimed: bool = False
 
 
 def _dt(ts: float) -> datetime.datetime:
@@ -71,6 +73,7 @@ def _attachment(entry: Entry, nodeeni: NodeENI, node: NodeInfo | None, last_upda
         mtu=nodeeni.spec.mtu or None,
         mac_address=eni.mac if eni else None,
         private_ip=eni.private_ip if eni else None,
+        claimed=True if entry.claimed else None,
         interface_name=interface_name,
         interface_state=interface_state,
         message=entry.message,
