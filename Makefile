@@ -6,13 +6,18 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := etcd-server containernetworking-plugins iproute2
 PYTHON ?= python3
 
-.PHONY: demo test unit lint deps apt venv binaries clean
+.PHONY: demo test unit lint bench deps apt venv binaries clean
 
 demo: deps
 	$(VENV)/bin/multus-eni demo $(DEMO_ARGS)
 
 test: deps
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# Benchmarks print numbers and write bench/results/*.json (several minutes; docs/performance.md).
+bench: deps
+	$(PY) bench/scale.py --nodes 1000
+	$(PY) bench/latency.py
 
 unit: venv
 	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
