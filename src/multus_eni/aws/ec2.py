@@ -79,6 +79,26 @@ class EC2Port:
             raise ValueError("refusing an unfiltered DescribeNetworkInterfaces")
         return self._describe_enis([{"Name": f"tag:{k}", "Values": [v]} for k, v in tags.items()])
 
+    def describe_claimable_enis(self, selectors: Sequence[Mapping[str, str]], marker_key: str) -> list[ObservedENI]:
+        """Candidates for every claim selector, and every ENI carrying our claim marker, in ONE
+        paginated call: EC2 ORs the values of one filter, never separate filters, so this asks
+        for ENIs carrying any of the selectors' keys or the marker key and the caller matches
+        exactly. (A marked ENI whose selector tags were changed must still be seen, to release it.)"""
+        keys = sorted({k for selector in selectors for k in selector} | {marker_key})
+        return self._describe_enis([{"Name": "tag-key", "Values": keys}])
+
+    def describe_instance_tags(self, keys: Iterable[str]) -> dict[str, dict[str, str]]:
+        """instance ID -> {key: value} for the instances carrying any of these tag keys (one call)."""
+        wanted = sorted(set(keys))
+        out: dict[str, dict[str, str]] = {}
+        if not wanted:
+            return out
+        filters = [{"Name": "resource-type", "Values": ["instance"]}, {"Name": "key", "Values": wanted}]
+        for page in self._paginate("describe_tags", "DescribeTags", Filters=filters):
+            for raw in page.get("Tags", []):
+                out.setdefault(raw["ResourceId"], {})[raw["Key"]] = raw.get("Value", "")
+        return out
+
     def describe_enis(self, eni_ids: Sequence[str]) -> list[ObservedENI]:
         out: list[ObservedENI] = []
         for chunk in _chunks(eni_ids):
@@ -241,6 +261,10 @@ class EC2Port:
 
     def delete_tags(self, resource_ids: Sequence[str], keys: Sequence[str]) -> None:
         self._call("delete_tags", "DeleteTags", Resources=list(resource_ids), Tags=[{"Key": k} for k in keys])
+
+    def delete_tag_values(self, resource_ids: Sequence[str], tags: Mapping[str, str]) -> None:
+        """DeleteTags naming the values: EC2 removes a tag only if it still has that value."""
+        self._call("delete_tags", "DeleteTags", Resources=list(resource_ids), Tags=_tag_list(tags))
 
     # -- subnets: pod-range reservations and the addresses in use ----------------------
 
