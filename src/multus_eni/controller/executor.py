@@ -26,10 +26,14 @@ from multus_eni.plan.actions import (
     Action,
     AttachENI,
     AttachTarget,
+    ClaimENI,
     CreateENI,
     DeleteENI,
     DetachENI,
+    ReleaseENI,
     SetDeleteOnTermination,
+    TagResource,
+    UntagResource,
 )
 from multus_eni.plan.failures import advice_for, reason_for
 from multus_eni.plan.model import ENIKey, Failure, next_failure
@@ -154,6 +158,10 @@ class Executor:
                 SetDeleteOnTermination: self._set_dot,
                 DetachENI: self._detach,
                 DeleteENI: self._delete,
+                ClaimENI: self._claim,
+                ReleaseENI: self._release,
+                TagResource: self._tag,
+                UntagResource: self._untag,
             }[type(action)](action)  # type: ignore[operator]
             if ok:
                 with self._lock:
@@ -208,7 +216,44 @@ class Executor:
             return False
         return self._maybe_set_dot(a, a.eni_id, attachment_id, a.delete_on_termination, False)
 
-    def _attach(self, a: CreateENI | AttachENI, eni_id: str, target: AttachTarget) -> str | None:
+    def _claim(self, a: ClaimENI) -> bool:
+        """Marker first (write-ahead), then the attach, whose answer decides a race: on
+        InvalidNetworkInterface.InUse this node gets nothing; the planner drops our marker."""
+        if a.marker:
+            try:
+                self._call(lambda: self._port.create_tags([a.eni_id], a.marker))
+            except EC2Error as err:
+                return self._failed(a, err)
+        # API attachments start with DeleteOnTermination false: what a claimed ENI needs.
+        return self._attach(a, a.eni_id, a.target) is not None
+
+    def _release(self, a: ReleaseENI) -> bool:
+        if not self._detach(a):
+            return False
+        if a.instance_tags:
+            try:
+                self._call(lambda: self._port.delete_tag_values([a.instance_id], a.instance_tags))
+            except EC2Error as err:
+                return self._failed(a, err)
+        return True
+
+    def _tag(self, a: TagResource) -> bool:
+        try:
+            self._call(lambda: self._port.create_tags([a.resource_id], a.tags))
+        except EC2Error as err:
+            return self._failed(a, err)
+        log.info("tagged %s: %s", a.resource_id, a.reason, extra={"tags": dict(a.tags)})
+        return True
+
+    def _untag(self, a: UntagResource) -> bool:
+        try:
+            self._call(lambda: self._port.delete_tag_values([a.resource_id], a.tags))
+        except EC2Error as err:
+            return self._failed(a, err)
+        log.info("untagged %s: %s", a.resource_id, a.reason, extra={"tags": sorted(a.tags)})
+        return True
+
+    def _attach(self, a: CreateENI | AttachENI | ClaimENI, eni_id: str, target: AttachTarget) -> str | None:
         for delay in (*_VISIBILITY_RETRIES, None):
             try:
                 attachment_id = self._call(
@@ -240,7 +285,7 @@ class Executor:
     def _set_dot(self, a: SetDeleteOnTermination) -> bool:
         return self._maybe_set_dot(a, a.eni_id, a.attachment_id, a.value, not a.value)
 
-    def _detach(self, a: DetachENI) -> bool:
+    def _detach(self, a: DetachENI | ReleaseENI) -> bool:
         try:
             self._call(lambda: self._port.detach_eni(a.attachment_id))
         except EC2Error as err:
