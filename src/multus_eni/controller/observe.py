@@ -1,9 +1,11 @@
 """Observe: Kubernetes objects into planner inputs, and one EC2 snapshot per pass.
 
 EC2 is read for the whole cluster at once: our ENIs with one filtered, paginated
-DescribeNetworkInterfaces; the subnets and security groups every NodeENI names with one
-filtered Describe per kind (cached until the references change or the TTL passes);
-instance type limits once per type ever. Never a Describe per node.
+DescribeNetworkInterfaces; when NodeENIs claim pre-created ENIs, the candidates of every claim
+selector with one more, and the instances' instanceTag values with one DescribeTags; the
+subnets and security groups every NodeENI names with one filtered Describe per kind (cached
+until the references change or the TTL passes); instance type limits once per type ever.
+Never a Describe per node.
 """
 
 from __future__ import annotations
@@ -11,13 +13,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from multus_eni.agent.annotations import REPORT_ANNOTATION, parse_report
 from multus_eni.api.nodeeni import InvalidNodeENI, NodeENI, from_dict
 from multus_eni.aws.ec2 import EC2Port
 from multus_eni.kube.nodes import instance_type, labels_of, node_zone, provider_instance_id
+from multus_eni.plan.claim import claim_selectors, instance_tag_keys, is_claim
+from multus_eni.plan.claim_marker import CLAIMED_BY
 from multus_eni.plan.model import InstanceLimits, NodeInfo, ObservedENI, ReportedInterface, SecurityGroup, Subnet
 from multus_eni.plan.resolve import References, references
 
@@ -87,6 +91,10 @@ class Snapshot:
     subnets: list[Subnet]
     security_groups: list[SecurityGroup]
     limits: dict[str, InstanceLimits]
+    # Pre-created ENIs the claims may hold (plan/claim.py); instance ID -> instanceTag values
+    # (None: no claim asks for an instance tag, so none was read).
+    claimable: list[ObservedENI] = field(default_factory=list)
+    instance_tags: dict[str, dict[str, str]] | None = None
 
 
 class EC2Observer:
@@ -130,4 +138,8 @@ class EC2Observer:
             )
         enis = self._port.describe_our_enis(self._cluster)
         limits = self._port.instance_type_limits({n.instance_type for n in nodes if n.instance_type and n.exists})
-        return Snapshot(enis, self._subnets, self._groups, limits)
+        claims = [n for n in nodeenis if is_claim(n)]
+        claimable = self._port.describe_claimable_enis(claim_selectors(claims), CLAIMED_BY) if claims else []
+        tag_keys = instance_tag_keys(claims)
+        instance_tags = self._port.describe_instance_tags(tag_keys) if tag_keys else None
+        return Snapshot(enis, self._subnets, self._groups, limits, claimable, instance_tags)
