@@ -27,12 +27,14 @@ from multus_eni.api.crd import API_VERSION, KIND
 from multus_eni.aws.ec2 import EC2Error
 from multus_eni.controller import metrics, reservations
 from multus_eni.controller.executor import Executor
+from multus_eni.controller.node_labels import write_node_labels
 from multus_eni.controller.observe import EC2Observer, Tombstones, node_info, parse_nodeenis
 from multus_eni.kube.client import NodeENI as NodeENIResource
 from multus_eni.kube.events import EventRecorder
 from multus_eni.kube.informer import Informer
 from multus_eni.kube.status import add_finalizer, find_condition, patch_status, remove_finalizer
-from multus_eni.plan.actions import AttachENI, CreateENI, Plan
+from multus_eni.plan.actions import AttachENI, ClaimENI, CreateENI, Plan
+from multus_eni.plan.claim import merge_into, plan_claims
 from multus_eni.plan.eni import FINALIZER, PlanOptions, plan_enis
 
 log = logging.getLogger(__name__)
@@ -92,6 +94,10 @@ class Reconciler:
         if (obj := self._nodes.get(node)) is not None:
             self._recorder.event(_ref("v1", "Node", obj), type_, reason, f"NodeENI {nodeeni}: {message}")
 
+    def _node_event(self, node: str, reason: str, message: str) -> None:
+        if (obj := self._nodes.get(node)) is not None:
+            self._recorder.event(_ref("v1", "Node", obj), "Normal", reason, message)
+
     # -- the pass ----------------------------------------------------------------------------
 
     def reconcile(self) -> float | None:
@@ -119,6 +125,7 @@ class Reconciler:
             return OBSERVE_RETRY_SECONDS
         stages.append(time.monotonic())
 
+        now, failures, busy = self._clock(), self.executor.failures(), self.executor.busy_since(epoch)
         plan = plan_enis(
             self.cluster,
             nodeenis,
@@ -127,11 +134,17 @@ class Reconciler:
             snapshot.subnets,
             snapshot.security_groups,
             snapshot.limits,
-            self._clock(),
-            self.executor.failures(),
-            in_flight=self.executor.busy_since(epoch),
+            now,
+            failures,
+            in_flight=busy,
             options=self._options,
         )
+        # Claims of pre-created ENIs (plan/claim.py) join the same plan: one record, one act.
+        claims = plan_claims(
+            self.cluster, nodeenis, nodes, snapshot.claimable, snapshot.enis, snapshot.instance_tags,
+            now, failures, in_flight=busy, options=self._options,
+        )  # fmt: skip
+        merge_into(plan, claims)
         self.executor.forget_failures_except(plan.live_failure_keys)
         stages.append(time.monotonic())
         reservations.apply(self.reservations, plan, nodeenis, snapshot.subnets, self._may_act(), self._clock())
@@ -142,9 +155,10 @@ class Reconciler:
         if not self._may_act():
             return None
         self.executor.submit(
-            [a for a in plan.actions if not (isinstance(a, CreateENI | AttachENI) and a.nodeeni in held)]
+            [a for a in plan.actions if not (isinstance(a, CreateENI | AttachENI | ClaimENI) and a.nodeeni in held)]
         )
         self._write_node_interfaces(plan.node_interfaces, node_objects)
+        write_node_labels(self._client, self._writers, plan.node_labels, self._may_act, self._node_event)
         self._release_finalizers(plan, raw)
         stages.append(time.monotonic())
         metrics.record_eni_states(p.status for p in plan.nodeenis.values())
