@@ -425,3 +425,15 @@ def test_an_ip_that_moved_away_leaves_the_old_ledger_even_right_after_we_wrote_i
     result = plan([p], [a, b], [N1, node("node-2", "i-2")], memory=memory)
 
     assert result.work["eni-a"].ledger == frozenset() and not result.work["eni-a"].removes
+
+
+def test_the_claim_marker_names_the_claiming_nodeeni_and_another_clusters_claim_is_invisible() -> None:
+    claim = nodeeni("claimer", claim={"multus": "true"})
+    ours = eni("eni-m", MAC1, "i-1", ours=False, tags={"multus-eni.io/claimed-by": "prod/uid-claimer"})
+    theirs = eni("eni-t", MAC2, "i-1", ours=False,
+                 tags={"multus": "true", "multus-eni.io/claimed-by": "staging/uid-x"})  # fmt: skip
+    pods = [hostdev_pod("p1", "10.0.16.50", MAC1), hostdev_pod("p2", "10.0.16.51", MAC2)]
+
+    result = plan(pods, [ours, theirs], [N1], nodeenis=[claim])
+
+    assert {k: w.assign_v4 for k, w in result.work.items()} == {"eni-m": ["10.0.16.50"]}

@@ -1,7 +1,9 @@
 """Which ENI a pod's IP rides on. Pure.
 
-Only ENIs we manage are candidates: ours (our cluster tag) and ENIs claimed by a NodeENI (their
-tags match its claim selector). The rules, in order (docs in plan/podips.py):
+Only ENIs we manage are candidates: ours (our cluster tag) and ENIs claimed by a NodeENI (the
+claim marker `multus-eni.io/claimed-by` names this cluster; before the marker is written, tags
+matching a claim selector). An ENI another cluster claimed is never a candidate.
+The rules, in order (docs in plan/podips.py):
 1. the node's managed ENI whose MAC equals the entry's MAC (ipvlan and host-device share it);
 2. the ENI behind the NAD's `master`/`device`, by the interface name the agent reports on the
    Node (name -> MAC -> ENI);
@@ -17,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from multus_eni.api.nodeeni import NodeENI
+from multus_eni.plan.claim_marker import parse_marker
 from multus_eni.plan.ledger import read_ledger
 from multus_eni.plan.model import InstanceLimits, ObservedENI
 from multus_eni.plan.netstatus import NadView, NetworkEntry, PodView, nad_key
@@ -96,8 +99,13 @@ def managed_enis(
     out: dict[str, ManagedENI] = {}
     for eni in enis:
         nodeeni: NodeENI | None = None
+        marker = parse_marker(eni.tags)
         if owned_by(eni.tags, cluster) is not None:
             nodeeni = by_uid.get(eni.tags.get(NODEENI_UID, ""))
+        elif marker is not None:
+            if marker.cluster != cluster:
+                continue  # claimed by another cluster's controller: never ours to change
+            nodeeni = by_uid.get(marker.nodeeni_uid)
         else:
             nodeeni = next((n for n in claims if _matches(n, eni)), None)
             if nodeeni is None:
