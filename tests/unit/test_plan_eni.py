@@ -136,7 +136,7 @@ def test_an_attachment_in_progress_is_waited_for_briefly_without_a_call() -> Non
     n1 = node("n1")
     p = plan([ne], [n1], [eni(ne, n1, attached_to=n1, attachment_status="attaching")])
     assert p.actions == []
-    assert p.requeue_after == pytest.approx(0.5)
+    assert p.requeue_after == pytest.approx(0.25)
 
 
 def test_a_key_with_a_chain_in_flight_gets_no_second_action() -> None:

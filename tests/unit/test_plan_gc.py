@@ -28,7 +28,7 @@ def test_a_detaching_eni_is_waited_for_without_a_call() -> None:
     n1 = node("n1", labels={})
     p = plan([ne], [n1], [eni(ne, n1, attached_to=n1, attachment_status="detaching")])
     assert p.actions == []
-    assert p.requeue_after == pytest.approx(0.5)
+    assert p.requeue_after == pytest.approx(0.25)
     entry = p.nodeenis["multus"].status["attachments"][0]
     assert entry["status"] == "detaching"
     assert p.nodeenis["multus"].status["desired"] == 0

@@ -57,7 +57,7 @@ class PlanOptions:
     grace_seconds: float = 300.0
     # How soon to look again while an attachment is in a transitional state (EC2 takes
     # about a second to attach; the node agent waits for "attached" in the status).
-    transition_requeue: float = 0.5
+    transition_requeue: float = 0.25
 
 
 def client_token(cluster: str, key: ENIKey, pending_since: float) -> str:
