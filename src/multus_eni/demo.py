@@ -5,7 +5,8 @@
 3. start the node agents (inside each node namespace) and the controller, as real processes;
 4. label nodes so they match, and wait until every ENI is attached and configured on its node;
 5. print nodes, AZs, instances, ENIs and the interfaces inside each node namespace;
-6. delete the NodeENI and show every ENI detached and deleted; tear the world down (unless --keep).
+6. run a pod per node through real Multus on its ENI and show its IP registered on that ENI;
+7. delete the NodeENI and show every ENI detached and deleted; tear the world down (unless --keep).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ def example_nodeeni(world: WorldInfo) -> dict[str, Any]:
             "deleteOnTermination": True,
             "description": "Multus ENI (multus-eni demo)",
             "interfaceName": "multus",
+            "podIPRegistration": True,
         },
     }
 
@@ -154,6 +156,46 @@ def print_table(world: WorldInfo) -> None:
             )
 
 
+def secondary_ips(world: WorldInfo) -> dict[str, tuple[str, set[str]]]:
+    """Our ENIs' secondary IPv4 addresses: ENI id -> (node tag, addresses)."""
+    result = {}
+    for eni in our_enis(world):
+        tags = {t["Key"]: t["Value"] for t in eni.get("TagSet", [])}
+        secondaries = {a["PrivateIpAddress"] for a in eni["PrivateIpAddresses"] if not a.get("Primary")}
+        result[eni["NetworkInterfaceId"]] = (tags.get("multus-eni.io/node", ""), secondaries)
+    return result
+
+
+def show_pod_ips(world: WorldInfo, state_dir: Path) -> None:
+    from multus_eni import demo_pods
+
+    client = world.kube()
+    subnet_of_node = {n.name: next(s.cidr for s in world.subnets_in(n.az) if s.name.endswith("-1"))
+                      for n in world.nodes}  # fmt: skip
+    step("one pod per node through real Multus (host-device on `multus`, static IP); the controller "
+         "registers each pod IP as a secondary IP of its ENI")
+    pods = demo_pods.start_pods(world, client, state_dir, subnet_of_node)
+    wanted = {pod.address for pod in pods}
+    took = wait_until(lambda: wanted <= set().union(*(ips for _, ips in secondary_ips(world).values())),
+                      WAIT_SECONDS, "every pod IP registered on its ENI")  # fmt: skip
+    print(f"    network-status -> last pod IP registered: {took:.2f}s after the last pod started")
+    registered = secondary_ips(world)
+    header = f"{'POD':<22} {'NODE':<14} {'IFACE':<6} {'IP (network-status)':<20} {'MAC':<18} {'ENI (secondary IP)'}"
+    print(header)
+    print("-" * len(header))
+    for pod in pods:
+        entry = demo_pods.network_status_entry(client, pod)
+        enis = [eni for eni, (_, ips) in registered.items() if pod.address in ips]
+        print(f"{demo_pods.NAMESPACE + '/' + pod.name:<22} {pod.node.name:<14} {entry.get('interface', '-'):<6} "
+              f"{','.join(entry.get('ips', [])):<20} {entry.get('mac', '-'):<18} {','.join(enis) or 'NOT REGISTERED'}")
+    step("deleting the pods: their IPs are unassigned from the ENIs")
+    demo_pods.stop_pods(client, pods)
+    took = wait_until(lambda: not wanted & set().union(*(ips for _, ips in secondary_ips(world).values())),
+                      WAIT_SECONDS, "pod IPs unassigned")  # fmt: skip
+    print(f"    unassigned {took:.1f}s after the pods were deleted (incl. a 3 s grace period for a pod re-created "
+          f"under the same name)")
+
+
 def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     step(f"starting the local world ({args.nodes} nodes in {args.azs} AZs) in {Path(args.dir).resolve()}")
@@ -166,7 +208,8 @@ def run(args: argparse.Namespace) -> int:
         logs = Path(directory) / "logs"
         step(f"starting the node agents (one per node namespace) and the controller (logs in {logs})")
         processes += [AgentProcess(world, node, logs).start() for node in world.nodes]
-        controller = ControllerProcess(world, DEMO_CLUSTER, logs / "controller.log")
+        # A short pod-IP grace period keeps the demo brisk (default 30 s: room for a StatefulSet pod to return).
+        controller = ControllerProcess(world, DEMO_CLUSTER, logs / "controller.log", "--pod-ip-grace-seconds", "3")
         processes.append(controller.start())
         wait_until(controller.leading, 30, "the controller to take the leader Lease")
         step(f"labelling nodes {DEMO_LABEL[0]}={DEMO_LABEL[1]}")
@@ -177,6 +220,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"    label -> every ENI attached, up, MTU set and renamed on its node: {took:.1f}s")
         step("nodes, ENIs and interfaces inside each node namespace")
         print_table(world)
+        show_pod_ips(world, Path(directory) / "kubelet")
         step(f"deleting NodeENI {DEMO_NODEENI}: its ENIs are detached and deleted, then the finalizer lets go")
         from multus_eni.kube.client import NodeENI
 
