@@ -126,7 +126,8 @@ def _claim_schema() -> dict[str, Any]:
                 maxLength=317,
             ),
             "instanceTag": _string(
-                "Tag key set on the instance holding a claimed ENI (value: the ENI ID).",
+                "Tag set on the instance holding a claimed ENI: key=value, or a bare key whose value is "
+                "the ENI ID.",
                 minLength=1,
                 maxLength=128,
                 **{"x-kubernetes-validations": [
