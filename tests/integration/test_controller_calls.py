@@ -105,8 +105,9 @@ def test_n_nodes_labelled_at_once_cost_the_minimum_mutating_calls_and_a_constant
         assert delta(before, after) == expected
         assert sum(expected.values()) == calls_per_eni * n
         # One paginated DescribeNetworkInterfaces per pass, however many nodes: never one per node.
+        # (A pass counts when it ends: one may have described but not ended when we read.)
         describes = delta(before, after, ("DescribeNetworkInterfaces",)).get("DescribeNetworkInterfaces", 0)
-        assert 0 < describes <= passes
+        assert 0 < describes <= passes + 1
         assert passes < 3 * n, "passes must be batched, not one or more per node"
         others = delta(before, after, ("DescribeSubnets", "DescribeSecurityGroups", "DescribeInstanceTypes"))
         assert sum(others.values()) <= 3
