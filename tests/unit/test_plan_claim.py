@@ -23,11 +23,10 @@ from multus_eni.plan.claim import (
     IN_USE,
     WAITING_POLL_SECONDS,
     claim_selectors,
-    instance_tag,
-    instance_tag_keys,
     merge_into,
     plan_claims,
 )
+from multus_eni.plan.claim_labels import instance_tag, instance_tag_keys
 from multus_eni.plan.claim_marker import (
     CLAIMED_AT,
     CLAIMED_BY,

@@ -25,37 +25,41 @@ The rules, in the order a reader meets them below:
   attached; both are removed from every other node/instance we manage.
 - A NodeENI being deleted keeps its finalizer until none of its ENIs carries its marker and its
   label and instance tag are gone.
+
+Beside this module: claim_marker.py (the tags), claim_release.py (letting go), claim_labels.py
+(labels and instance tags of holders), claim_status.py (status and conditions).
 """
 
 from __future__ import annotations
 
-import datetime
 from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from multus_eni.api.nodeeni import ClaimSpec, Condition, NodeENI
+from multus_eni.api.nodeeni import NodeENI
 from multus_eni.plan.actions import (
     Action,
     AttachTarget,
     ClaimENI,
     NodeENIPlan,
     Plan,
-    ReleaseENI,
     SetDeleteOnTermination,
     TagResource,
     UntagResource,
     claim_resource_failure_key,
 )
-from multus_eni.plan.claim_marker import Marker, claim_write, marker_tags, parse_marker, present_marker
+from multus_eni.plan.claim_labels import instance_tag, instance_tag_changes, node_label_changes
+from multus_eni.plan.claim_marker import Marker, claim_write, marker_tags, parse_marker
+from multus_eni.plan.claim_release import orphan, release, untag_marker
+from multus_eni.plan.claim_status import Zone, claim_status
 from multus_eni.plan.eni import FINALIZER, PlanOptions
 from multus_eni.plan.failures import advice_for, is_transient, reason_for
 from multus_eni.plan.model import ENIKey, Failure, NodeInfo, ObservedAttachment, ObservedENI
 from multus_eni.plan.node_contract import node_interfaces
 from multus_eni.plan.ownership import CLUSTER, FORBIDDEN_DESCRIPTION_PREFIX, FORBIDDEN_TAG_KEYS
 from multus_eni.plan.resolve import Problem, matches
-from multus_eni.plan.status import ATTACHED, ATTACHING, DETACHING, FAILED, Entry, build_status
+from multus_eni.plan.status import ATTACHED, ATTACHING, DETACHING, FAILED, Entry
 
 IN_USE = "InvalidNetworkInterface.InUse"
 # With nodes waiting, look for new or freed ENIs this often (nothing signals them otherwise).
@@ -70,18 +74,6 @@ def is_claim(nodeeni: NodeENI) -> bool:
 def claim_selectors(nodeenis: Sequence[NodeENI]) -> list[Mapping[str, str]]:
     """Every claim's tag selector, for the one Describe of claimable ENIs per pass."""
     return [n.spec.claim.tags for n in nodeenis if n.spec.claim is not None and n.spec.claim.tags]
-
-
-def instance_tag(claim: ClaimSpec, eni_id: str) -> tuple[str, str] | None:
-    """`instanceTag` as (key, value): `key=value`, or a bare `key` whose value is the ENI ID."""
-    if not claim.instance_tag:
-        return None
-    key, sep, value = claim.instance_tag.partition("=")
-    return key, (value if sep else eni_id)
-
-
-def instance_tag_keys(nodeenis: Sequence[NodeENI]) -> set[str]:
-    return {pair[0] for n in nodeenis if n.spec.claim is not None and (pair := instance_tag(n.spec.claim, ""))}
 
 
 @dataclass
@@ -135,14 +127,6 @@ def plan_claims(
     ).run()
 
 
-@dataclass
-class _Zone:
-    az: str
-    nodes: int
-    enis: int
-    waiting: int
-
-
 class _ClaimPlanner:
     def __init__(
         self,
@@ -170,10 +154,11 @@ class _ClaimPlanner:
         self.out = ClaimPlan()
         self.entries: dict[str, list[Entry]] = defaultdict(list)
         self.problems: dict[str, list[Problem]] = defaultdict(list)
-        self.zones: dict[str, list[_Zone]] = defaultdict(list)
+        self.zones: dict[str, list[Zone]] = defaultdict(list)
         self.eligible: dict[str, list[NodeInfo]] = defaultdict(list)
         unique = {e.id: e for e in claimable}
         self.enis = sorted((e for e in unique.values() if self._visible(e)), key=lambda e: e.id)
+        self.eni_by_id = {e.id: e for e in self.enis}
 
         # Chains running (or finished after this observation began): leave their ENIs alone.
         self.busy_claims: dict[tuple[str, str], str] = {}
@@ -191,7 +176,9 @@ class _ClaimPlanner:
                 continue
             _, uid, node, eni_id = key.split("/", 3)
             if failure.code == IN_USE:
+                # Someone else got it; by the end of this backoff it may be free again.
                 self.avoided[eni_id] = failure
+                self.out.requeue(failure.retry_at - now)
             else:
                 self.blocked[(uid, node)] = failure
 
@@ -228,7 +215,7 @@ class _ClaimPlanner:
                 self._assign(nodeeni)
         for eni in self.stale.values():
             if eni.id not in self.taken:
-                self._untag(eni, "nobody holds it any more")
+                untag_marker(self, eni, "nobody holds it any more")
         self._node_labels()
         self._instance_tags()
         for nodeeni in self.claims:
@@ -253,10 +240,10 @@ class _ClaimPlanner:
             # Someone else attached it (we lost the race, or it was moved): not ours to detach.
             self.taken.add(eni.id)
             if not quiet:
-                self._untag(eni, f"attached to {att.instance_id} by someone else")
+                untag_marker(self, eni, f"attached to {att.instance_id} by someone else")
             return
         if nodeeni is None or not is_claim(nodeeni):
-            self._orphan(eni, marker, att, quiet)
+            orphan(self, eni, marker, att, quiet)
             return
         node = self.nodes_by_name.get(marker.node)
         why = self._unfit(nodeeni, node, eni, marker)
@@ -266,7 +253,7 @@ class _ClaimPlanner:
             if why is None and not holding and node is not None:
                 self._hold(nodeeni, node, eni, att, quiet)
             else:
-                self._release(nodeeni, node, eni, marker, att, why or "the node already holds another ENI", quiet)
+                release(self, nodeeni, node, eni, marker, att, why or "the node already holds another ENI", quiet)
             return
         key = (nodeeni.uid, marker.node)
         if (
@@ -309,7 +296,7 @@ class _ClaimPlanner:
         if att.status == "attached":
             self.attached.append((nodeeni, node, eni))
             self.out.live_failure_keys.add(str(key))
-            if att.delete_on_termination and not quiet and self._may_act_on(str(key)):
+            if att.delete_on_termination and not quiet and self.may_act_on(str(key)):
                 self.out.actions.append(
                     SetDeleteOnTermination(
                         key=key,
@@ -327,90 +314,7 @@ class _ClaimPlanner:
                 nodeeni, node.name, ATTACHING if att.status == "attaching" else DETACHING, eni, att.device_index
             )
 
-    def _release(
-        self,
-        nodeeni: NodeENI,
-        node: NodeInfo | None,
-        eni: ObservedENI,
-        marker: Marker,
-        att: ObservedAttachment,
-        why: str,
-        quiet: bool,
-    ) -> None:
-        failure = self.failures.get(claim_resource_failure_key(eni.id))
-        if quiet:
-            pass
-        elif not self._may_act_on(claim_resource_failure_key(eni.id)):
-            if failure is not None:
-                why = f"{why}; {failure.operation} failed with {failure.code}: {failure.message}"
-        elif att.status == "attached":
-            gone = node is None or not node.exists
-            self.out.actions.append(
-                ReleaseENI(
-                    key=ENIKey(nodeeni.uid, marker.node, eni.subnet_id),
-                    nodeeni=nodeeni.name,
-                    eni_id=eni.id,
-                    attachment_id=att.id,
-                    instance_id=att.instance_id,
-                    reason=why,
-                    instance_tags=self._instance_tag_of(nodeeni, att.instance_id, eni.id) if gone else {},
-                )
-            )
-        else:
-            self.out.requeue(self.options.transition_requeue)
-        self.entries[nodeeni.name].append(
-            Entry(
-                node=marker.node,
-                state=DETACHING,
-                subnet_id=eni.subnet_id,
-                device_index=att.device_index,
-                eni=eni,
-                instance_id=att.instance_id,
-                az=eni.az,
-                message=f"releasing: {why}",
-                desired=False,
-                claimed=True,
-            )
-        )
-
-    def _instance_tag_of(self, nodeeni: NodeENI, instance_id: str, eni_id: str) -> dict[str, str]:
-        pair = instance_tag(nodeeni.spec.claim, eni_id) if nodeeni.spec.claim else None
-        if pair is None:
-            return {}
-        if self.instance_tags is not None:
-            seen = self.instance_tags.get(instance_id, {}).get(pair[0])
-            return {pair[0]: seen} if seen is not None else {}
-        return {pair[0]: pair[1]}
-
-    def _orphan(self, eni: ObservedENI, marker: Marker, att: ObservedAttachment | None, quiet: bool) -> None:
-        """Our marker, but its NodeENI is unknown: released only after the grace period (our
-        informer may not have seen a NodeENI that another replica just acted on)."""
-        age = float("inf") if marker.claimed_at is None else self.now - marker.claimed_at
-        if quiet or age < self.options.grace_seconds:
-            self.taken.add(eni.id)
-            if not quiet:
-                self.out.requeue(self.options.grace_seconds - age)
-            return
-        why = f"claimed for NodeENI uid {marker.nodeeni_uid}, which no longer exists"
-        if att is None:
-            self.stale[eni.id] = eni
-            return
-        self.taken.add(eni.id)
-        if att.status == "attached" and self._may_act_on(claim_resource_failure_key(eni.id)):
-            self.out.actions.append(
-                ReleaseENI(
-                    key=ENIKey(marker.nodeeni_uid, marker.node, eni.subnet_id),
-                    nodeeni="",
-                    eni_id=eni.id,
-                    attachment_id=att.id,
-                    instance_id=att.instance_id,
-                    reason=why,
-                )
-            )
-        else:
-            self.out.requeue(self.options.transition_requeue)
-
-    def _may_act_on(self, failure_key: str) -> bool:
+    def may_act_on(self, failure_key: str) -> bool:
         """No chain running for this key and no backoff to wait out (then look again when it ends)."""
         if failure_key in self.in_flight:
             return False
@@ -419,21 +323,6 @@ class _ClaimPlanner:
             self.out.requeue(failure.retry_at - self.now)
             return False
         return True
-
-    def _untag(self, eni: ObservedENI, why: str) -> None:
-        if not self._may_act_on(claim_resource_failure_key(eni.id)):
-            return
-        marker = parse_marker(eni.tags)
-        nodeeni = self.by_uid.get(marker.nodeeni_uid) if marker else None
-        self.out.actions.append(
-            UntagResource(
-                key=ENIKey(marker.nodeeni_uid if marker else "", marker.node if marker else "", eni.subnet_id),
-                nodeeni=nodeeni.name if nodeeni else "",
-                resource_id=eni.id,
-                tags=present_marker(eni.tags),
-                reason=f"claim marker removed from {eni.id}: {why}",
-            )
-        )
 
     # -- free ENIs to waiting nodes ----------------------------------------------------
 
@@ -466,21 +355,21 @@ class _ClaimPlanner:
         for az, group in sorted(by_az.items()):
             pool = [e for e in self._free() if e.az == az and _selects(nodeeni, e)]
             held = sum(1 for (uid, _), e in self.holders.items() if uid == nodeeni.uid and e.az == az)
-            busy = sum(1 for (uid, node) in self.busy_claims if uid == nodeeni.uid and node in {n.name for n in group})
-            zone = _Zone(az, len(group), held + busy + len(pool), 0)
+            names = {n.name for n in group}
+            busy = sum(1 for (uid, node) in self.busy_claims if uid == nodeeni.uid and node in names)
+            zone = Zone(az, len(group), held + busy + len(pool))
             for node in group:
                 self._assign_node(nodeeni, node, pool, zone)
             self.zones[nodeeni.name].append(zone)
             if zone.waiting:
                 self.out.requeue(WAITING_POLL_SECONDS)
 
-    def _assign_node(self, nodeeni: NodeENI, node: NodeInfo, pool: list[ObservedENI], zone: _Zone) -> None:
+    def _assign_node(self, nodeeni: NodeENI, node: NodeInfo, pool: list[ObservedENI], zone: Zone) -> None:
         key = (nodeeni.uid, node.name)
         if key in self.holders:
             return
         if (busy := self.busy_claims.get(key)) is not None:
-            eni = next((e for e in self.enis if e.id == busy), None)
-            self._entry(nodeeni, node.name, ATTACHING, eni, nodeeni.spec.device_index)
+            self._entry(nodeeni, node.name, ATTACHING, self.eni_by_id.get(busy), nodeeni.spec.device_index)
             return
         if (failure := self.blocked.get(key)) is not None:
             reason = reason_for(failure.code, failure.message)
@@ -530,49 +419,25 @@ class _ClaimPlanner:
     # -- what holders' nodes and instances carry ---------------------------------------
 
     def _node_labels(self) -> None:
-        wanted: dict[str, dict[str, str]] = defaultdict(dict)
-        for nodeeni, node, eni in self.attached:
-            pair = nodeeni.spec.claim.node_label_pair if nodeeni.spec.claim else None
-            if pair is not None and _interface_ready(node, eni):
-                wanted[node.name][pair[0]] = pair[1]
-        ours = {p for n in self.claims if n.spec.claim and (p := n.spec.claim.node_label_pair)}
-        for node in self.live:
-            changes: dict[str, str | None] = {k: v for k, v in wanted[node.name].items() if node.labels.get(k) != v}
-            for key, value in ours:
-                if key not in wanted[node.name] and node.labels.get(key) == value:
-                    changes[key] = None
-                    self.pending_unlabels.add((key, value))
-            if changes:
-                self.out.node_labels[node.name] = changes
+        self.out.node_labels, self.pending_unlabels = node_label_changes(self.claims, self.live, self.attached)
 
     def _instance_tags(self) -> None:
         if self.instance_tags is None:
             return
-        keys = instance_tag_keys(self.claims)
-        wanted: dict[str, dict[str, str]] = defaultdict(dict)
-        owner: dict[str, tuple[NodeENI, NodeInfo]] = {}
-        for nodeeni, node, eni in self.attached:
-            pair = instance_tag(nodeeni.spec.claim, eni.id) if nodeeni.spec.claim else None
-            if pair is not None and node.instance_id:
-                wanted[node.instance_id][pair[0]] = pair[1]
-                owner[node.instance_id] = (nodeeni, node)
-        by_instance = {n.instance_id: n for n in self.live if n.instance_id}
-        for instance in sorted(set(by_instance) | self.marked_instances):
-            have = self.instance_tags.get(instance, {})
-            add = {k: v for k, v in wanted[instance].items() if have.get(k) != v}
-            remove = {k: have[k] for k in sorted(keys) if k not in wanted[instance] and k in have}
-            self.pending_untags.update(remove)
-            if not (add or remove) or not self._may_act_on(claim_resource_failure_key(instance)):
+        changes = instance_tag_changes(self.claims, self.live, self.attached, self.marked_instances, self.instance_tags)
+        for change in changes:
+            self.pending_untags.update(change.remove)
+            if not self.may_act_on(claim_resource_failure_key(change.instance_id)):
                 continue
-            nodeeni, node = owner.get(instance, (None, by_instance.get(instance)))
-            key = ENIKey(nodeeni.uid if nodeeni else "", node.name if node else "", "")
+            nodeeni = change.nodeeni
+            key = ENIKey(nodeeni.uid if nodeeni else "", change.node, "")
             name = nodeeni.name if nodeeni else ""
-            if add:
-                self.out.actions.append(TagResource(key, name, instance, add, f"node {key.node} holds a claimed ENI"))
-            elif remove:
-                self.out.actions.append(
-                    UntagResource(key, name, instance, remove, f"instance {instance} holds no claimed ENI")
-                )
+            if change.add:
+                reason = f"node {change.node} holds a claimed ENI"
+                self.out.actions.append(TagResource(key, name, change.instance_id, change.add, reason))
+            else:
+                reason = f"instance {change.instance_id} holds no claimed ENI"
+                self.out.actions.append(UntagResource(key, name, change.instance_id, change.remove, reason))
 
     # -- status ------------------------------------------------------------------------
 
@@ -603,33 +468,15 @@ class _ClaimPlanner:
         )
 
     def _finish(self, nodeeni: NodeENI) -> None:
-        entries = self.entries.get(nodeeni.name, [])
-        problems = self.problems.get(nodeeni.name, [])
-        node_entries = [
-            Entry(node=p.node, state=FAILED, message=p.message, problem=p, az=self._az(p.node))
-            for p in problems
-            if p.node is not None
-        ]
-        served = {e.node for e in entries if e.desired}
-        matched = [n for n in self.eligible.get(nodeeni.name, []) if n.name in served]
-        status = build_status(
+        status = claim_status(
             nodeeni,
-            [*entries, *node_entries],
-            matched,
-            [p for p in problems if p.node is None],
+            self.entries.get(nodeeni.name, []),
+            self.problems.get(nodeeni.name, []),
+            self.eligible.get(nodeeni.name, []),
+            self.zones.get(nodeeni.name, []),
             self.nodes_by_name,
             self.now,
         )
-        zones = self.zones.get(nodeeni.name, [])
-        if not nodeeni.deleting and not matched and self.eligible.get(nodeeni.name):
-            message = f"no claimable ENI: {_zones_text(zones)}; tag available ENIs with {_tags_text(nodeeni)}"
-            _set_condition(status, nodeeni, "Ready", False, "NoClaimableENI", message, self.now)
-        waiting = [z for z in zones if z.waiting]
-        if waiting:
-            message = f"{_zones_text(waiting)}; they get an ENI when one is freed or added"
-            _set_condition(status, nodeeni, "NodesWaiting", True, "NotEnoughENIs", message, self.now)
-        else:
-            _set_condition(status, nodeeni, "NodesWaiting", False, "AsExpected", "", self.now)
         claim = nodeeni.spec.claim
         label = claim.node_label_pair if claim else None
         tag_key = pair[0] if claim and (pair := instance_tag(claim, "")) else None
@@ -648,10 +495,6 @@ class _ClaimPlanner:
             needs_finalizer=not nodeeni.deleting and FINALIZER not in nodeeni.finalizers,
         )
 
-    def _az(self, node: str) -> str | None:
-        info = self.nodes_by_name.get(node)
-        return info.az if info else None
-
 
 # -- helpers ---------------------------------------------------------------------------
 
@@ -666,61 +509,5 @@ def _selects(nodeeni: NodeENI, eni: ObservedENI) -> bool:
     return claim is not None and bool(claim.tags) and all(eni.tags.get(k) == v for k, v in claim.tags.items())
 
 
-def _interface_ready(node: NodeInfo, eni: ObservedENI) -> bool:
-    """Label only once workloads can use the interface: when the node's agent reports it ready
-    (renamed, up, MTU set), or at once on a node where no agent reports at all."""
-    if node.interfaces is None:
-        return True
-    seen = node.interfaces.get(eni.mac.lower())
-    return seen is not None and seen.ready
-
-
 def _claim_uid(key: str) -> str | None:
     return key.split("/", 2)[1] if key.startswith("claim/") else None
-
-
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
-
-
-def _zones_text(zones: Sequence[_Zone]) -> str:
-    parts = []
-    for z in zones:
-        text = f"{_plural(z.nodes, 'node')} match in {z.az}, {_plural(z.enis, 'claimable ENI')}"
-        if z.waiting:
-            text += f" ({z.waiting} waiting)"
-        parts.append(text)
-    return "; ".join(parts)
-
-
-def _tags_text(nodeeni: NodeENI) -> str:
-    tags = nodeeni.spec.claim.tags if nodeeni.spec.claim else {}
-    return ", ".join(f"{k}={v}" for k, v in sorted(tags.items()))
-
-
-def _set_condition(
-    status: dict[str, Any], nodeeni: NodeENI, type_: str, value: bool, reason: str, message: str, now: float
-) -> None:
-    """Put one condition into a built status, keeping its transition time while its value holds."""
-    text = "True" if value else "False"
-    before = nodeeni.status.condition(type_)
-    since = before.last_transition_time if before and before.status == text else None
-    condition = Condition(
-        type=type_,
-        status=text,
-        reason=reason,
-        message=message,
-        last_transition_time=since or _utc(now),
-        observed_generation=nodeeni.generation,
-    ).to_dict()
-    conditions = list(status.get("conditions", []))
-    at = next((i for i, c in enumerate(conditions) if c.get("type") == type_), None)
-    if at is None:
-        conditions.append(condition)
-    else:
-        conditions[at] = condition
-    status["conditions"] = conditions
-
-
-def _utc(ts: float) -> datetime.datetime:
-    return datetime.datetime.fromtimestamp(int(ts), datetime.UTC)
