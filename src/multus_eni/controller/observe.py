@@ -20,7 +20,8 @@ from multus_eni.agent.annotations import REPORT_ANNOTATION, parse_report
 from multus_eni.api.nodeeni import InvalidNodeENI, NodeENI, from_dict
 from multus_eni.aws.ec2 import EC2Port
 from multus_eni.kube.nodes import instance_type, labels_of, node_zone, provider_instance_id
-from multus_eni.plan.claim import claim_selectors, instance_tag_keys, is_claim
+from multus_eni.plan.claim import claim_selectors, is_claim
+from multus_eni.plan.claim_labels import instance_tag_keys
 from multus_eni.plan.claim_marker import CLAIMED_BY
 from multus_eni.plan.model import InstanceLimits, NodeInfo, ObservedENI, ReportedInterface, SecurityGroup, Subnet
 from multus_eni.plan.resolve import References, references
