@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from multus_eni.agent.taint import DEFAULT_TAINT_EFFECT, DEFAULT_TAINT_KEY, TaintSpec
+from multus_eni.diagnostics import enable_stack_dumps
 
 log = logging.getLogger("multus_eni.agent")
 
@@ -23,7 +24,11 @@ TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("agent", help="node agent: configure attached ENIs, report, startup taint")
+    parser = subparsers.add_parser(
+        "agent",
+        help="node agent: configure attached ENIs, report, startup taint",
+        epilog="Signals: SIGTERM/SIGINT stop; SIGUSR1 writes every thread's stack to stderr and carries on.",
+    )
     parser.add_argument("--node-name", default=os.environ.get("NODE_NAME"),
                         help="this node's name (default: $NODE_NAME)")
     parser.add_argument("--kubeconfig", type=Path, default=None,
@@ -48,6 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    enable_stack_dumps()  # kill -USR1: every thread's stack on stderr
     if not args.node_name:
         log.error("no node name: pass --node-name or set NODE_NAME (the downward API's spec.nodeName)")
         return 2

@@ -8,7 +8,12 @@ from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("controller", help="NodeENI controller: create, attach and clean up ENIs")
+    p = subparsers.add_parser(
+        "controller",
+        help="NodeENI controller: create, attach and clean up ENIs",
+        epilog="Signals: SIGTERM/SIGINT stop gracefully; SIGUSR1 writes every thread's stack to stderr "
+        "and carries on (kill -USR1 <pid>: where a controller that looks stuck is waiting).",
+    )
     env = os.environ.get
     p.add_argument("--kubeconfig", type=Path, default=None, help="kubeconfig file (default: in-cluster)")
     p.add_argument(

@@ -24,6 +24,7 @@ from multus_eni.controller.observe import EC2Observer
 from multus_eni.controller.podips import PodIPConfig, PodIPReconciler, pod_ip_reconciler
 from multus_eni.controller.reconciler import Reconciler
 from multus_eni.controller.reservations import ReservationStep
+from multus_eni.diagnostics import enable_stack_dumps
 from multus_eni.kube.client import FIELD_MANAGER, NodeENI, client_from_kubeconfig
 from multus_eni.kube.events import EventRecorder
 from multus_eni.kube.informer import Informer
@@ -43,6 +44,7 @@ CHAIN_DEBOUNCE = 0.3
 
 def main(args: argparse.Namespace) -> int:
     setup_logging(args.log_level, json=args.log_format == "json")
+    enable_stack_dumps()  # kill -USR1: every thread's stack on stderr
     missing = [flag for flag, value in (("--region", args.region), ("--cluster-name", args.cluster_name)) if not value]
     if missing:
         log.error("missing %s", ", ".join(missing))

@@ -21,6 +21,7 @@ import threading
 import time
 from pathlib import Path
 
+from multus_eni.diagnostics import enable_stack_dumps
 from multus_eni.sandbox.world import World, WorldConfig
 
 log = logging.getLogger("multus_eni.sandbox")
@@ -60,6 +61,9 @@ def wait_for_stop(owner_pid: int | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # stderr is DIR/world.log (start_world): a crash in C code (SIGSEGV, SIGABRT) leaves every
+    # thread's Python stack there instead of only an exit status of -11; so does kill -USR1.
+    enable_stack_dumps()
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for chatty in ("httpx", "httpx2", "werkzeug"):
