@@ -202,16 +202,28 @@ class Reconciler:
                     held.add(name)
                     continue
             before = obj.get("status") or {}
+            status = self._with_foreign_conditions(name, nodeeni_plan.status)
             try:
-                patch_status(self._client, NodeENIResource, obj, nodeeni_plan.status)
+                patch_status(self._client, NodeENIResource, obj, status)
             except Exception as err:
                 log.warning("cannot write the status of NodeENI %s: %s", name, err)
                 if nodeeni_plan.status_before_create:
                     held.add(name)
                 continue
-            self._written_status[name] = (obj["metadata"].get("uid", ""), nodeeni_plan.status)
+            self._written_status[name] = (obj["metadata"].get("uid", ""), status)
             self._condition_events(obj, before, nodeeni_plan.status)
         return held
+
+    def _with_foreign_conditions(self, name: str, status: Mapping[str, Any]) -> dict[str, Any]:
+        """`status` plus the conditions other writers own (e.g. the pod-IP reconciler's
+        PodIPsRegistered): a merge patch replaces the whole list, so they are carried over from
+        the informer's view (not from our last write, which may predate them)."""
+        own = {c.get("type") for c in status.get("conditions") or ()}
+        current = ((self._nodeenis.get(name) or {}).get("status") or {}).get("conditions") or ()
+        foreign = [c for c in current if c.get("type") not in own]
+        if not foreign:
+            return dict(status)
+        return {**status, "conditions": [*(status.get("conditions") or ()), *foreign]}
 
     def _condition_events(self, obj: Mapping[str, Any], before: Mapping[str, Any], after: Mapping[str, Any]) -> None:
         ref = _ref(API_VERSION, KIND, obj)
