@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from datetime import UTC, datetime
 from typing import IO, Any
@@ -54,3 +55,8 @@ def setup_logging(level: int | str = "INFO", json: bool = True, stream: IO[str] 
     # httpx2 logs every request at INFO: one line per apiserver call drowns everything else.
     for noisy in ("httpx2", "httpcore2", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # botocore at DEBUG logs every hook, signature and header of every call (dozens of lines per call):
+    # our own EC2 metrics and logs say what a person needs; MULTUS_ENI_BOTOCORE_DEBUG=1 brings them back.
+    if not os.environ.get("MULTUS_ENI_BOTOCORE_DEBUG"):
+        for noisy in ("botocore", "boto3", "urllib3"):
+            logging.getLogger(noisy).setLevel(max(logging.INFO, root.level))
