@@ -11,6 +11,7 @@ A netlink listener in the node namespace timestamps link events, which is how th
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -475,3 +476,123 @@ def test_agent_refuses_a_node_name_that_is_not_this_instance(world, node, tmp_pa
     agent = AgentProcess(world, node, tmp_path, "--node-name", other.name).start()
     assert agent.process.wait(30) == 2
     assert f"Node {other.name} is instance {other.instance_id}, but IMDS says this is {node.instance_id}" in agent.log()
+
+
+# -- an ENI handed to a pod (host-device) -----------------------------------------------------
+
+
+@pytest.fixture
+def pod_netns(node: NodeInfo) -> Iterator[str]:
+    """A pod's network namespace, named under the world's prefix (world cleanup finds it too)."""
+    name = f"{node.netns.split('-', 1)[0]}-pod-{uuid.uuid4().hex[:8]}"
+    netns.create(name)
+    yield name
+    netns.delete(name)
+
+
+def netns_id_of(seen_from: str, other: str) -> int | None:
+    """The id namespace `seen_from` gives `other` (`ip netns list-id`), None when it has none."""
+    for line in netns.ip("netns", "list-id", netns=seen_from).splitlines():
+        if (m := re.match(r"nsid (\d+) \(iproute2 netns name: (\S+)\)", line)) and m.group(2) == other:
+            return int(m.group(1))
+    return None
+
+
+def taint_writes(log: str) -> list[str]:
+    return re.findall(r"(added|removed) taint multus-eni\.io/eni-not-ready", log)
+
+
+def reports_written(log: str) -> list[list[dict[str, Any]]]:
+    return [json.loads(m)["interfaces"] for m in re.findall(r"reported interfaces: (\{.*\})", log)]
+
+
+def test_an_eni_moved_into_a_pod_is_in_use_not_lost_through_restart_return_and_detach(
+    world, node, node_side, make_eni, ec2, start_agent, pod_netns
+):
+    node_side.set_taint(True)
+    eni = make_eni()
+    node_side.desire([desired_for(eni)])
+    check = ("--in-pod-check-seconds", "0.3")
+    agent = start_agent(*check)
+    agent.wait_for_log(r"pass 1: ")
+    attach(ec2, node, eni)
+    wait_for(lambda: configured(link_by_mac(node.netns, eni.mac)), 10, "configured")
+    wait_for(lambda: (r := node_side.report()) and r[0].ready, 10, "a ready report")
+    wait_for(lambda: not node_side.tainted(), 10, "startup taint removed")
+
+    def in_pod_report():
+        report = node_side.report()
+        return report[0] if report and report[0].in_pod else None
+
+    # 1. host-device's ADD: the NIC itself goes into the pod's namespace.
+    before = len(agent.log())
+    netns.ip("link", "set", "multus", "netns", pod_netns, netns=node.netns)
+    assert link_by_mac(node.netns, eni.mac) is None and link_by_mac(pod_netns, eni.mac) is not None
+    entry = wait_for(in_pod_report, 10, "the report to say the ENI is in a pod")
+    assert (entry.name, entry.up, entry.mtu, entry.ready, entry.error) == ("multus", True, 9001, True, None)
+    nsid = netns_id_of(node.netns, pod_netns)
+    assert nsid is not None
+    agent.wait_for_log(rf"multus \({eni.mac}\): moved into a pod \(netns id {nsid}\)")
+    log = agent.log()[before:]
+    assert taint_writes(log) == [], "a node whose ENI a pod uses was tainted"
+    assert all(i["ready"] for r in reports_written(log) for i in r), "a report said not ready meanwhile"
+    assert not node_side.tainted()
+
+    # 2. Agent restarted while the pod holds it: its last report and IMDS keep it in use.
+    agent.stop()
+    agent = start_agent(*check)
+    agent.wait_for_log(r"pass 1: 0 actions applied, 1/1 interfaces ready, taint not wanted")
+    assert "in use by a pod, as last reported" in agent.log()
+    assert in_pod_report() is not None and not node_side.tainted()
+
+    # 3. host-device's DEL: back into the node's namespace, here not even renamed back, down, MTU 1500.
+    before = len(agent.log())
+    netns.ip("link", "set", "multus", "down", "name", "net1", "mtu", "1500", netns=pod_netns)
+    netns.ip("link", "set", "net1", "netns", node.netns, netns=pod_netns)
+    wait_for(lambda: configured(link_by_mac(node.netns, eni.mac)), 10, "renamed multus, MTU 9001, up again")
+    wait_for(lambda: (r := node_side.report()) and r[0].ready and not r[0].in_pod and r[0].name == "multus", 10,
+             "a report of the link back in the node's namespace")  # fmt: skip
+    assert f"multus ({eni.mac}): back from its pod as net1" in agent.log()
+    assert taint_writes(agent.log()[before:]) == [] and not node_side.tainted()
+
+    # 4. Into the pod again, then detached: the hypervisor unplugs the NIC inside the pod's
+    # namespace, ours sees no event; IMDS no longer lists it: lost, taint back.
+    netns.ip("link", "set", "multus", "netns", pod_netns, netns=node.netns)
+    wait_for(in_pod_report, 10, "in a pod again")
+    detach(ec2, eni.id)
+    wait_for(lambda: link_by_mac(pod_netns, eni.mac) is None, 10, "the NIC unplugged from the pod")
+    wait_for(node_side.tainted, 10, "startup taint back once the ENI left the instance")
+    (entry,) = node_side.report()
+    assert (entry.ready, entry.in_pod, entry.name) == (False, False, None)
+    assert "no longer attached to this instance (IMDS) while in a pod: lost" in agent.log()
+
+
+def test_link_events_tell_a_move_from_a_removal(world, node):
+    from multus_eni.agent.inpod import LinkMoved, LinkRemoved
+    from multus_eni.agent.links import LinkEvents
+
+    prefix = f"{node.netns.split('-', 1)[0]}-mv-{uuid.uuid4().hex[:6]}"
+    here, pod_a, pod_b = (f"{prefix}-{n}" for n in ("here", "a", "b"))
+    mac = "02:5e:00:00:00:01"
+    wakes = threading.Event()
+    events = LinkEvents(wakes.set, poll=0.1)
+    try:
+        for name in (here, pod_a, pod_b):
+            netns.create(name)
+        netns.run_in_netns(here, events.start)  # its thread, and so its socket, live in `here`
+        assert events.wait_subscribed(5)
+        netns.ip("link", "add", "enx", "address", mac, "type", "veth", "peer", "name", "enxp", netns=here)
+        netns.ip("link", "set", "enx", "netns", pod_a, netns=here)
+        netns.ip("link", "set", "enx", "netns", here, netns=pod_a)
+        netns.ip("link", "set", "enx", "netns", pod_b, netns=here)  # the second id: byte order shows
+        netns.ip("link", "set", "enx", "netns", here, netns=pod_b)
+        netns.ip("link", "del", "enx", netns=here)
+        ids = (netns_id_of(here, pod_a), netns_id_of(here, pod_b))
+        assert None not in ids and ids[0] != ids[1]
+        gone = [g for g in events.settle() if g.mac == mac]  # read here, right after: nothing waits
+        assert [type(g) for g in gone] == [LinkMoved, LinkMoved, LinkRemoved]
+        assert [(g.name, g.netns_id) for g in gone[:2]] == [("enx", ids[0]), ("enx", ids[1])]
+    finally:
+        events.stop()
+        for name in (here, pod_a, pod_b):
+            netns.delete(name)

@@ -14,6 +14,7 @@ from multus_eni.agent.desired import (
     SetUp,
     plan,
 )
+from multus_eni.agent.inpod import InPod
 
 PRIMARY = "02:00:00:00:00:01"
 ENI_MAC = "02:12:34:56:78:9a"
@@ -245,3 +246,46 @@ def test_dpdk_device_no_longer_wanted_goes_back_to_ena():
 def test_dpdk_devices_are_not_released_while_the_annotation_is_missing():
     bound = BoundDevice(ENI_MAC, PCI, "vfio-pci")
     assert plan(None, [], PRIMARY, bound=[bound]).actions == ()
+
+
+# -- an ENI handed to a pod (host-device) -----------------------------------------------------
+
+IN_POD = InPod(name="multus", up=True, mtu=9001, netns_id=3)
+
+
+def test_an_eni_moved_into_a_pod_is_in_use_ready_and_keeps_the_taint_off():
+    result = plan([want()], [primary_link()], PRIMARY, in_pod={ENI_MAC: IN_POD})
+    assert result.actions == ()
+    assert result.taint is False
+    (entry,) = result.report
+    assert (entry.name, entry.up, entry.mtu, entry.ready, entry.in_pod, entry.error) == (
+        "multus", True, 9001, True, True, None)  # fmt: skip
+
+
+def test_a_link_back_in_the_node_namespace_is_configured_again_whatever_the_pod_fact_says():
+    back = eni_link(name="net1", up=False, mtu=1500)  # host-device DEL may not restore the name
+    result = plan([want()], [back], PRIMARY, in_pod={ENI_MAC: IN_POD})
+    assert result.actions == (
+        Rename(ENI_MAC, 5, "net1", "multus"),
+        SetMtu(ENI_MAC, 5, "multus", 9001),
+        SetUp(ENI_MAC, 5, "multus"),
+    )
+    assert result.report[0].in_pod is False and result.taint is True
+
+
+def test_a_failure_on_a_link_that_has_since_gone_into_a_pod_is_not_reported():
+    # The pass took it down to rename it, then host-device moved it away: "no such device".
+    errors = {ENI_MAC: "rename eth2 to multus failed: (19, 'No such device')"}
+    result = plan([want()], [], PRIMARY, errors=errors, in_pod={ENI_MAC: IN_POD})
+    assert result.report[0].ready and result.report[0].error is None and result.taint is False
+
+
+def test_an_absent_eni_no_pod_holds_is_still_lost():
+    other = "02:12:34:56:78:9b"
+    result = plan([want()], [], PRIMARY, in_pod={other: IN_POD})
+    assert result.taint is True and not result.report[0].ready and not result.report[0].in_pod
+
+
+def test_a_pod_fact_does_not_make_a_dpdk_entry_ready():
+    result = plan([want(dpdk=DPDK)], [], PRIMARY, in_pod={ENI_MAC: IN_POD})
+    assert not result.report[0].ready and not result.report[0].in_pod

@@ -86,8 +86,16 @@ def test_report_uses_the_contracts_field_names():
     entry = InterfaceReport("02:12:34:56:78:9a", "eni-0abc", "multus", True, 9001, True)
     assert json.loads(render_report([entry])) == {"interfaces": [
         {"mac": "02:12:34:56:78:9a", "eniID": "eni-0abc", "name": "multus", "up": True, "mtu": 9001,
-         "ready": True, "error": None, "pciAddress": None, "dpdkDriver": None}]}  # fmt: skip
+         "ready": True, "error": None, "pciAddress": None, "dpdkDriver": None, "inPod": False}]}  # fmt: skip
     assert parse_report(render_report([entry])) == [entry]
+
+
+def test_in_pod_round_trips_and_an_older_report_without_it_reads_as_not_in_pod():
+    entry = InterfaceReport("02:12:34:56:78:9a", "eni-0abc", "multus", True, 9001, True, in_pod=True)
+    assert json.loads(render_report([entry]))["interfaces"][0]["inPod"] is True
+    assert parse_report(render_report([entry])) == [entry]
+    older = '{"interfaces": [{"mac": "02:12:34:56:78:9a", "name": "multus", "up": true, "mtu": 9001, "ready": true}]}'
+    assert parse_report(older)[0].in_pod is False
 
 
 def test_reports_compare_as_json_not_as_text():

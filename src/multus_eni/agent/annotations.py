@@ -49,11 +49,15 @@ class InterfaceReport:
     error: str | None = None
     pci_address: str | None = None
     dpdk_driver: str | None = None
+    # Moved into a pod's network namespace (host-device): in use, not lost. name/up/mtu are
+    # then as the agent last saw it in the node's namespace.
+    in_pod: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
             "mac": self.mac, "eniID": self.eni_id, "name": self.name, "up": self.up, "mtu": self.mtu,
             "ready": self.ready, "error": self.error, "pciAddress": self.pci_address, "dpdkDriver": self.dpdk_driver,
+            "inPod": self.in_pod,
         }  # fmt: skip
 
     @classmethod
@@ -62,6 +66,7 @@ class InterfaceReport:
             mac=str(data["mac"]).lower(), eni_id=data.get("eniID"), name=data.get("name"),
             up=bool(data.get("up")), mtu=int(data.get("mtu") or 0), ready=bool(data.get("ready")),
             error=data.get("error"), pci_address=data.get("pciAddress"), dpdk_driver=data.get("dpdkDriver"),
+            in_pod=bool(data.get("inPod")),
         )  # fmt: skip
 
 

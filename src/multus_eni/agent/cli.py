@@ -47,6 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="SR-IOV device plugin config to write (empty: never write it)")
     parser.add_argument("--resync-seconds", type=float, default=600.0,
                         help="full pass even without events (a safety net; changes are found by events)")
+    parser.add_argument("--in-pod-check-seconds", type=float, default=10.0,
+                        help="while a pod holds an ENI (host-device), how often IMDS is asked whether it is "
+                             "still attached (a NIC unplugged inside a pod sends the node no event)")
     parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"))
     parser.set_defaults(func=run)
 
@@ -79,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         primary_mac=primary_mac,
         sriov_config=Path(args.sriov_config) if args.sriov_config else None,
         resync_seconds=args.resync_seconds,
+        in_pod_check_seconds=args.in_pod_check_seconds,
     )
     sysfs = Sysfs(args.sysfs_root)
     writer = NodeAPI(_client(args.kubeconfig), args.node_name)
@@ -87,7 +91,9 @@ def run(args: argparse.Namespace) -> int:
     informer = watcher.informer(lambda: agent.wake())
     taint = TaintSpec(args.taint_key, args.taint_effect) if args.taint_key else None
     status = NodeStatus(args.node_name, informer, writer, taint)
-    agent = Agent(config, informer, status, Netlink(sysfs), DpdkDevices(sysfs, Checkpoint(args.dpdk_checkpoint)))
+    events = LinkEvents(lambda: agent.wake())
+    agent = Agent(config, informer, status, Netlink(sysfs), DpdkDevices(sysfs, Checkpoint(args.dpdk_checkpoint)),
+                  departures=events, imds=ImdsAttachments(imds))  # fmt: skip
     informer.start()
     while not informer.wait_for_sync(5.0):
         log.warning("still waiting for the first list of Node %s", args.node_name)
@@ -101,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: (stop.set(), agent.wake()))
     status.start(stop)
-    LinkEvents(agent.wake).start()
+    events.start()
     agent.wake()
     agent.run(stop)
     informer.stop()
@@ -121,6 +127,16 @@ def _wait_for_imds(imds, timeout: float, error_type: type[Exception]) -> tuple[s
             log.warning("waiting for instance metadata: %s", err)
             time.sleep(delay)
             delay = min(delay * 2, 10.0)
+
+
+class ImdsAttachments:
+    """The MACs of the ENIs attached to this instance, as IMDS lists them (one GET)."""
+
+    def __init__(self, imds) -> None:
+        self.imds = imds
+
+    def attached_macs(self) -> set[str]:
+        return {entry.rstrip("/").lower() for entry in self.imds.get("network/interfaces/macs/").split()}
 
 
 def _client(kubeconfig: Path | None):

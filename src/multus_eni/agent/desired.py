@@ -1,15 +1,18 @@
 """What the node should do, from what the controller wants and what the kernel shows. Pure.
 
 Input: the node's `multus-eni.io/desired-interfaces` entries (None while the controller has not
-written it), the links the kernel shows, the PCI devices we bound to a DPDK driver, and the
-primary ENI's MAC. Output: the link and DPDK actions, the `multus-eni.io/interfaces` report, whether
-the startup taint belongs on the node, and the SR-IOV device plugin resources.
+written it), the links the kernel shows, the PCI devices we bound to a DPDK driver, the
+primary ENI's MAC, and which ENIs are in use by a pod (`inpod`: moved into its namespace).
+Output: the link and DPDK actions, the `multus-eni.io/interfaces` report, whether the startup
+taint belongs on the node, and the SR-IOV device plugin resources.
 
 Rules (docs/node-contract.md):
 - a link is ours only when its MAC is in a desired entry; the primary MAC and every other link
   are never touched, whatever their names;
 - the kernel refuses to rename a running link, so a rename is down -> rename -> MTU -> up;
 - nothing is done while the annotation is missing: "controller not there yet" is not "nothing wanted";
+- an ENI in a pod's namespace (host-device) is in use, not lost: ready, no taint, nothing to do
+  until its link is back in the node's namespace, where it is configured again;
 - the report describes what the kernel shows *now*; the caller applies the actions, observes
   again and plans again, so a report is published from a pass with no actions left.
 """
@@ -20,6 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from multus_eni.agent.annotations import DesiredInterface, InterfaceReport
+from multus_eni.agent.inpod import InPod
 
 IFNAMSIZ = 15  # the longest Linux interface name
 # Links that carry another link's MAC: a VLAN, a macvlan/ipvlan child, a bridge or bond with the
@@ -123,8 +127,10 @@ def plan(
     *,
     bound: Iterable[BoundDevice] = (),
     errors: Mapping[str, str] | None = None,
+    in_pod: Mapping[str, InPod] | None = None,
 ) -> AgentPlan:
-    """`errors` maps a MAC to the failure of the last attempt to apply its actions."""
+    """`errors` maps a MAC to the failure of the last attempt to apply its actions; `in_pod`
+    maps a MAC to what is known of the ENI a pod holds (only used while its link is absent)."""
     if desired is None:
         # Keep whatever taint the node registered with; adding one here would taint every node
         # of a cluster where the agent runs before the controller.
@@ -133,6 +139,7 @@ def plan(
     primary_mac = primary_mac.lower()
     bound_by_mac = {b.mac.lower(): b for b in bound}
     errors = {k.lower(): v for k, v in (errors or {}).items()}
+    in_pod = {k.lower(): v for k, v in (in_pod or {}).items()}
 
     actions: list[Action] = []
     report: list[InterfaceReport] = []
@@ -157,8 +164,9 @@ def plan(
             if entry.dpdk is not None:
                 _plan_dpdk(entry, outcome, links, bound_by_mac.get(mac), actions, sriov)
             else:
-                _plan_link(entry, outcome, links, claimed_names, actions, notes)
-        outcome.error = outcome.error or errors.get(mac)
+                _plan_link(entry, outcome, links, claimed_names, actions, notes, in_pod.get(mac))
+        if not outcome.in_pod:  # a failure on a link that has since gone into a pod is moot
+            outcome.error = outcome.error or errors.get(mac)
         all_ready = all_ready and outcome.ready
         report.append(outcome.to_report())
 
@@ -187,6 +195,7 @@ class _Outcome:
     error: str | None = None
     pci_address: str | None = None
     dpdk_driver: str | None = None
+    in_pod: bool = False
 
     def observe(self, link: Link) -> None:
         self.name, self.up, self.mtu = link.name, link.up, link.mtu
@@ -196,7 +205,7 @@ class _Outcome:
         return InterfaceReport(
             mac=self.mac, eni_id=self.eni_id, name=self.name, up=self.up, mtu=self.mtu,
             ready=self.ready and self.error is None, error=self.error,
-            pci_address=self.pci_address, dpdk_driver=self.dpdk_driver,
+            pci_address=self.pci_address, dpdk_driver=self.dpdk_driver, in_pod=self.in_pod,
         )  # fmt: skip
 
 
@@ -216,13 +225,18 @@ def _plan_link(
     claimed_names: dict[str, str],
     actions: list[Action],
     notes: list[str],
+    in_pod: InPod | None,
 ) -> None:
     link, problem = _find_link(links, outcome.mac)
     if problem:
         outcome.error = problem
         return
     if link is None:
-        return  # attached in EC2 but not (yet, or no longer) visible: not ready, no error
+        if in_pod is not None:
+            # Handed to a pod whole (host-device): in use, so ready; nothing to do until it is back.
+            outcome.name, outcome.up, outcome.mtu = in_pod.name, in_pod.up, in_pod.mtu
+            outcome.in_pod = outcome.ready = True
+        return  # else attached in EC2 but not (yet, or no longer) visible: not ready, no error
     outcome.observe(link)
 
     new_name = entry.interface_name

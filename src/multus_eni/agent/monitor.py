@@ -10,6 +10,11 @@ wait for the apiserver), each only when it differs from what the Node shows.
 A failing action is not retried within the pass (the other interfaces still go ahead); the pass
 schedules a retry with backoff and reports the error. The periodic resync is a safety net for
 a missed event, not how changes are found.
+
+The one memory kept between passes is which ENIs a pod holds (`inpod`): a link's departure says
+whether it moved into a pod's namespace or was removed, and no later re-read can. While a
+desired ENI is held by a pod, IMDS is asked now and then whether it is still attached: a NIC
+unplugged inside a pod's namespace sends our namespace no event.
 """
 
 from __future__ import annotations
@@ -22,9 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from multus_eni.agent import annotations, sriov
+from multus_eni.agent import annotations, inpod, sriov
 from multus_eni.agent.annotations import AnnotationError, InterfaceReport
 from multus_eni.agent.desired import (
+    STACKED_KINDS,
     Action,
     AgentPlan,
     BoundDevice,
@@ -38,6 +44,7 @@ from multus_eni.agent.desired import (
     SetUp,
     plan,
 )
+from multus_eni.agent.inpod import InPod, LinkGone, SeenLink
 from multus_eni.kube.informer import Backoff
 
 log = logging.getLogger(__name__)
@@ -56,6 +63,14 @@ class Devices(Protocol):
     def release(self, mac: str, pci_address: str, driver: str = ...) -> None: ...
 
 
+class Departures(Protocol):
+    def settle(self) -> list[LinkGone]: ...
+
+
+class Attachments(Protocol):
+    def attached_macs(self) -> set[str]: ...
+
+
 class NodeStore(Protocol):
     def get(self, name: str, namespace: str | None = None) -> dict[str, Any] | None: ...
 
@@ -70,6 +85,8 @@ class AgentConfig:
     primary_mac: str
     sriov_config: Path | None = None  # None: never write the device plugin config
     resync_seconds: float = 600.0
+    # While a pod holds a desired ENI: how often IMDS is asked whether it is still attached.
+    in_pod_check_seconds: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -88,6 +105,8 @@ class Agent:
         links: Links,
         devices: Devices | None = None,
         *,
+        departures: Departures | None = None,
+        imds: Attachments | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
@@ -95,12 +114,21 @@ class Agent:
         self.status = status
         self.links = links
         self.devices = devices
+        self.departures = departures
+        self.imds = imds
         self.clock = clock
         self._wake = threading.Event()
         self._retry_at: float | None = None
         self._backoff = Backoff(initial=1.0, maximum=60.0)
         self._annotation_problem: str | None = None
         self.passes = 0
+        # MAC -> the ENI a pod holds; None until restored from our last report (first pass).
+        self._in_pod: dict[str, InPod] | None = None
+        self._wanted: frozenset[str] = frozenset()  # MACs whose netdev may go into a pod
+        self._seen: dict[str, SeenLink] = {}  # MAC -> the ENI's own link, last dump
+        self._imds_macs: frozenset[str] | None = None  # None: never asked, or it failed
+        self._imds_at: float | None = None  # when IMDS was last asked (answered or not)
+        self._watching_pods = False  # some desired ENI is in a pod: ask IMDS again later
 
     def wake(self) -> None:
         """Thread-safe; called by the Node informer and the link event thread."""
@@ -122,6 +150,8 @@ class Agent:
         wait = self.config.resync_seconds
         if self._retry_at is not None:
             wait = min(wait, max(0.0, self._retry_at - self.clock()))
+        if self._watching_pods and self._imds_at is not None:
+            wait = min(wait, max(0.0, self._imds_at + self.config.in_pod_check_seconds - self.clock()))
         return wait
 
     # -- one pass ------------------------------------------------------------------------------
@@ -139,7 +169,9 @@ class Agent:
         current: AgentPlan | None = None
         for round_ in range(MAX_ROUNDS + 1):
             bound = self.devices.observe() if self.devices else []
-            current = plan(desired, self.links.links(), self.config.primary_mac, bound=bound, errors=failed)
+            links = self.links.links()
+            in_pod = self._pods_holding(node, desired, links)
+            current = plan(desired, links, self.config.primary_mac, bound=bound, errors=failed, in_pod=in_pod)
             todo = [a for a in current.actions if a.mac not in failed]
             if not todo or round_ == MAX_ROUNDS:
                 break
@@ -174,6 +206,65 @@ class Agent:
             return None
         self._annotation_problem = None
         return desired
+
+    # -- ENIs held by pods ------------------------------------------------------------------------
+
+    def _pods_holding(
+        self, node: dict[str, Any], desired: list[annotations.DesiredInterface] | None, links: list[Link]
+    ) -> dict[str, InPod]:
+        """The desired ENIs a pod holds now. Called right after the link dump it goes with."""
+        gone = self.departures.settle() if self.departures is not None else []  # after the dump
+        if desired is None and self._in_pod is None:
+            return {}  # nothing wanted yet to restore our last report against
+        # An unreadable annotation keeps the last wanted MACs: what we know survives it.
+        wanted = self._wanted = inpod.wanted_macs(desired) if desired is not None else self._wanted
+        own = {lk.mac: lk for lk in links if lk.kind not in STACKED_KINDS and lk.mac in wanted}
+        if self._in_pod is None:  # first pass: what our last report said survives the restart
+            text = ((node.get("metadata") or {}).get("annotations") or {}).get(annotations.REPORT_ANNOTATION)
+            self._in_pod = inpod.restore(annotations.parse_report(text), wanted=wanted, present=own)
+            for mac, pod in self._in_pod.items():
+                log.info("%s (%s): in use by a pod, as last reported; checking it is still attached", pod.name, mac)
+
+        state = inpod.back_home(self._in_pod, own)
+        for mac in self._in_pod.keys() - state.keys():
+            log.info("%s (%s): back from its pod as %s", self._in_pod[mac].name, mac, own[mac].name)
+        seen = {**self._seen, **{mac: SeenLink(lk.index, lk.name, lk.up) for mac, lk in own.items()}}
+        self._seen = {mac: link for mac, link in seen.items() if mac in wanted}
+        tracked = inpod.track(state, gone, wanted=wanted, last_seen=seen)
+        for mac, pod in tracked.items():
+            if state.get(mac) != pod:
+                log.info("%s (%s): moved into a pod (netns id %s): in use, not lost", pod.name, mac, pod.netns_id)
+        for mac in state.keys() - tracked.keys():
+            log.info("%s (%s): removed after leaving its pod: lost", state[mac].name, mac)
+        state = {mac: pod for mac, pod in tracked.items() if mac in wanted}
+
+        held = {mac: pod for mac, pod in state.items() if mac not in own}
+        attached = self._attached_macs(set(held)) if held else None
+        for mac in inpod.detached(held, attached) if attached is not None else ():
+            log.info("%s (%s): no longer attached to this instance (IMDS) while in a pod: lost", held[mac].name, mac)
+            del state[mac], held[mac]
+        self._in_pod = state
+        self._watching_pods = bool(held) and self.imds is not None
+        return held
+
+    def _attached_macs(self, needed: set[str]) -> frozenset[str] | None:
+        """The MACs IMDS lists for this instance. A recent answer serves while it lists `needed`;
+        None when there is no IMDS or it failed lately (a pod keeps its ENI meanwhile)."""
+        if self.imds is None:
+            return None
+        now = self.clock()
+        if self._imds_at is not None and now - self._imds_at < self.config.in_pod_check_seconds:
+            if self._imds_macs is None:
+                return None  # failed lately: not again at every link event
+            if needed <= self._imds_macs:
+                return self._imds_macs
+        self._imds_at = now
+        try:
+            self._imds_macs = frozenset(m.lower() for m in self.imds.attached_macs())
+        except Exception as exc:
+            self._imds_macs = None
+            log.warning("cannot ask IMDS whether the ENIs in pods are still attached: %s", exc)
+        return self._imds_macs
 
     def _apply(self, actions: list[Action], failed: dict[str, str]) -> int:
         applied = 0
