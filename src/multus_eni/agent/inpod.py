@@ -66,9 +66,7 @@ class SeenLink:
 def wanted_macs(desired: Sequence[DesiredInterface] | None) -> frozenset[str]:
     """MACs whose netdev may go into a pod: attached entries without DPDK (a DPDK-bound device
     has no netdev to move)."""
-    return frozenset(
-        e.mac.lower() for e in desired or () if e.mac and e.state == "attached" and e.dpdk is None
-    )
+    return frozenset(e.mac.lower() for e in desired or () if e.mac and e.state == "attached" and e.dpdk is None)
 
 
 def track(
