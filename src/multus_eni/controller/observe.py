@@ -35,7 +35,9 @@ def node_info(node: Mapping[str, Any]) -> NodeInfo:
     interfaces = None
     if reports is not None:
         interfaces = {
-            r.mac.lower(): ReportedInterface(mac=r.mac.lower(), name=r.name, up=r.up, ready=r.ready, error=r.error)
+            r.mac.lower(): ReportedInterface(
+                mac=r.mac.lower(), name=r.name, up=r.up, ready=r.ready, error=r.error, in_pod=r.in_pod
+            )
             for r in reports
         }
     return NodeInfo(

@@ -77,6 +77,7 @@ class ReportedInterface:
     up: bool = False
     ready: bool = False
     error: str | None = None
+    in_pod: bool = False  # moved into a pod's namespace (host-device): in use, and ready
 
 
 @dataclass(frozen=True)

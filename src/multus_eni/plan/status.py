@@ -57,6 +57,8 @@ def _attachment(entry: Entry, nodeeni: NodeENI, node: NodeInfo | None, last_upda
     if eni and reported is not None and entry.state == ATTACHED:
         seen = reported.get(eni.mac.lower())
         interface_state = "missing" if seen is None else ("up" if seen.up else "down")
+        if seen is not None and seen.in_pod:
+            interface_state = "in-pod"  # host-device moved it into a pod: in use, counted ready
         interface_name = seen.name if seen else None
     subnet_id = entry.subnet.id if entry.subnet else (entry.subnet_id or (eni.subnet_id if eni else None))
     return Attachment(
