@@ -13,6 +13,7 @@ from lightkube.generic_resource import create_global_resource, create_namespaced
 from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 
 from multus_eni.api import crd as nodeeni_crd
+from multus_eni.kube.decoding import prime_decoders
 
 FIELD_MANAGER = "multus-eni"
 
@@ -20,6 +21,10 @@ NodeENI = create_global_resource(nodeeni_crd.GROUP, nodeeni_crd.VERSION, nodeeni
 NetworkAttachmentDefinition = create_namespaced_resource(
     "k8s.cni.cncf.io", "v1", "NetworkAttachmentDefinition", "network-attachment-definitions"
 )
+
+# Every process that talks to the apiserver imports this module before it starts threads: the
+# decoding tables are complete before two threads can decode one type at once (kube/decoding.py).
+prime_decoders()
 
 
 class CRDNotEstablished(RuntimeError):

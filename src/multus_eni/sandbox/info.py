@@ -89,4 +89,7 @@ class WorldInfo:
         """A lightkube client with the admin kubeconfig."""
         from lightkube import Client, KubeConfig
 
+        from multus_eni.kube.decoding import prime_decoders
+
+        prime_decoders()  # tests decode from several threads (kube/decoding.py)
         return Client(KubeConfig.from_file(str(self.kubeconfig)), field_manager="multus-eni-tests")

@@ -11,6 +11,8 @@ from lightkube.models.core_v1 import NodeAddress, NodeCondition, NodeSpec, NodeS
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Node
 
+from multus_eni.kube.decoding import prime_decoders
+
 # Creating 1000 Nodes one by one takes a while; a few parallel requests keep it short.
 PARALLEL_REQUESTS = 8
 
@@ -49,6 +51,7 @@ def ready_status(node: dict[str, str]) -> NodeStatus:
 
 
 def create_nodes(kubeconfig: Path, nodes: list[dict[str, str]]) -> None:
+    prime_decoders()  # before the pool: 8 threads decoding their first Node at once crashed msgspec
     client = Client(KubeConfig.from_file(str(kubeconfig)), field_manager="multus-eni-sandbox")
 
     def create(node: dict[str, str]) -> None:
