@@ -406,6 +406,17 @@ def test_nothing_is_planned_for_an_eni_or_node_with_a_chain_running() -> None:
     assert [a["status"] for a in p.nodeenis["claim"].status["attachments"]] == ["attaching"]
 
 
+def test_a_node_with_a_claim_running_is_not_given_a_second_eni() -> None:
+    ne = claim_nodeeni()
+    n1 = node("n1")
+    marked = held_by(ne, n1, attached_to=None, eni_id="eni-0000000000000000a")
+    claiming = pooled(eni_id="eni-0000000000000000b")
+    busy = {claim_failure_key(ne.uid, "n1", claiming.id)}
+    p = run([ne], [n1, node("n2")], [marked, claiming], in_flight=busy)
+    (claim,) = p.actions
+    assert (claim.key.node, claim.eni_id) == ("n2", marked.id)
+
+
 def test_a_failed_release_backs_off_instead_of_looping() -> None:
     ne = claim_nodeeni()
     n1 = node("n1", labels={})

@@ -247,7 +247,8 @@ class _ClaimPlanner:
             return
         node = self.nodes_by_name.get(marker.node)
         why = self._unfit(nodeeni, node, eni, marker)
-        holding = (nodeeni.uid, marker.node) in self.holders
+        # Holding one already, or a claim for one is running: one ENI per node and NodeENI.
+        holding = (nodeeni.uid, marker.node) in self.holders or (nodeeni.uid, marker.node) in self.busy_claims
         if att is not None:
             self.taken.add(eni.id)
             if why is None and not holding and node is not None:
