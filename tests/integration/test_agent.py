@@ -498,8 +498,8 @@ def netns_id_of(seen_from: str, other: str) -> int | None:
     return None
 
 
-def taint_writes(log: str) -> list[str]:
-    return re.findall(r"(added|removed) taint multus-eni\.io/eni-not-ready", log)
+def taints_added(log: str) -> int:
+    return len(re.findall(r"added taint multus-eni\.io/eni-not-ready", log))
 
 
 def reports_written(log: str) -> list[list[dict[str, Any]]]:
@@ -534,7 +534,7 @@ def test_an_eni_moved_into_a_pod_is_in_use_not_lost_through_restart_return_and_d
     assert nsid is not None
     agent.wait_for_log(rf"multus \({eni.mac}\): moved into a pod \(netns id {nsid}\)")
     log = agent.log()[before:]
-    assert taint_writes(log) == [], "a node whose ENI a pod uses was tainted"
+    assert taints_added(log) == 0, "a node whose ENI a pod uses was tainted"
     assert all(i["ready"] for r in reports_written(log) for i in r), "a report said not ready meanwhile"
     assert not node_side.tainted()
 
@@ -553,7 +553,7 @@ def test_an_eni_moved_into_a_pod_is_in_use_not_lost_through_restart_return_and_d
     wait_for(lambda: (r := node_side.report()) and r[0].ready and not r[0].in_pod and r[0].name == "multus", 10,
              "a report of the link back in the node's namespace")  # fmt: skip
     assert f"multus ({eni.mac}): back from its pod as net1" in agent.log()
-    assert taint_writes(agent.log()[before:]) == [] and not node_side.tainted()
+    assert taints_added(agent.log()[before:]) == 0 and not node_side.tainted()
 
     # 4. Into the pod again, then detached: the hypervisor unplugs the NIC inside the pod's
     # namespace, ours sees no event; IMDS no longer lists it: lost, taint back.
@@ -596,3 +596,45 @@ def test_link_events_tell_a_move_from_a_removal(world, node):
         events.stop()
         for name in (here, pod_a, pod_b):
             netns.delete(name)
+
+
+def host_device(command: str, node: NodeInfo, pod_ns: str, device: str) -> str:
+    """The real host-device CNI plugin, run in the node's namespace as kubelet (through Multus) would."""
+    from multus_eni.sandbox import binaries
+
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "CNI_COMMAND": command,
+        "CNI_CONTAINERID": pod_ns, "CNI_NETNS": str(netns.path(pod_ns)), "CNI_IFNAME": "net1",
+        "CNI_PATH": str(binaries.CNI_BIN_DIR),
+    }  # fmt: skip
+    conf = {"cniVersion": "1.0.0", "name": "hd", "type": "host-device", "device": device}
+    proc = subprocess.run(["ip", "netns", "exec", node.netns, str(binaries.cni_plugin("host-device"))],
+                          input=json.dumps(conf), env=env, capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert proc.returncode == 0, f"host-device {command}: {proc.stdout} {proc.stderr}"
+    return proc.stdout
+
+
+def test_the_real_host_device_plugin_taking_and_returning_the_eni_never_taints_the_node(
+    world, node, node_side, make_eni, ec2, start_agent, pod_netns
+):
+    eni = make_eni()
+    node_side.desire([desired_for(eni)])
+    agent = start_agent()
+    attach(ec2, node, eni)
+    wait_for(lambda: configured(link_by_mac(node.netns, eni.mac)), 10, "configured")
+    wait_for(lambda: (r := node_side.report()) and r[0].ready, 10, "a ready report")
+    wait_for(lambda: not node_side.tainted(), 10, "no taint")
+    before = len(agent.log())
+
+    host_device("ADD", node, pod_netns, "multus")
+    in_pod = link_by_mac(pod_netns, eni.mac)
+    assert in_pod is not None and in_pod["ifname"] == "net1", "host-device did not move the NIC into the pod"
+    entry = wait_for(lambda: (r := node_side.report()) and r[0].in_pod and r[0], 10, "an in-pod report")
+    assert (entry.ready, entry.name) == (True, "multus")
+
+    host_device("DEL", node, pod_netns, "multus")
+    wait_for(lambda: configured(link_by_mac(node.netns, eni.mac)), 10, "multus, MTU 9001, up, back on the node")
+    wait_for(lambda: (r := node_side.report()) and r[0].ready and not r[0].in_pod, 10, "a report of it back")
+    log = agent.log()[before:]
+    assert taints_added(log) == 0 and not node_side.tainted()
+    assert all(i["ready"] for r in reports_written(log) for i in r), "a report said not ready meanwhile"
