@@ -6,7 +6,9 @@
 4. label nodes so they match, and wait until every ENI is attached and configured on its node;
 5. print nodes, AZs, instances, ENIs and the interfaces inside each node namespace;
 6. run a pod per node through real Multus on its ENI and show its IP registered on that ENI;
-7. delete the NodeENI and show every ENI detached and deleted; tear the world down (unless --keep).
+7. delete the NodeENI and show every ENI detached and deleted;
+8. claim pre-created fixed-IP ENIs (one per AZ), then fail a holder node and watch another take over;
+9. tear the world down (unless --keep).
 """
 
 from __future__ import annotations
@@ -196,6 +198,84 @@ def show_pod_ips(world: WorldInfo, state_dir: Path) -> None:
           f"under the same name)")
 
 
+def print_claims(world: WorldInfo, pool: dict[str, dict[str, str]]) -> None:
+    from multus_eni import demo_claim
+
+    held = demo_claim.holders(world, pool)
+    labelled, tagged = demo_claim.labelled_nodes(world), demo_claim.tagged_instances(world)
+    by_instance = {node.instance_id: node for node in world.nodes}
+    macs = {e["NetworkInterfaceId"]: e["MacAddress"] for e in world.ec2().describe_network_interfaces(
+        NetworkInterfaceIds=[entry["id"] for entry in pool.values()])["NetworkInterfaces"]}  # fmt: skip
+    header = f"{'AZ':<11} {'FIXED IP':<12} {'ENI':<22} {'HOLDER':<14} {'LABEL':<6} {'INST TAG':<9} {'INTERFACE'}"
+    print(header)
+    print("-" * len(header))
+    for az, entry in sorted(pool.items()):
+        node = by_instance.get(held[az] or "")
+        link = next((link for link in interfaces_in(node.netns) if link.get("address") == macs[entry["id"]]), None) \
+            if node else None
+        iface = "-" if link is None else f"{link['ifname']} {link.get('operstate', '?')} mtu {link.get('mtu')}"
+        print(f"{az:<11} {entry['ip']:<12} {entry['id']:<22} {node.name if node else '(free)':<14} "
+              f"{'yes' if node and node.name in labelled else '-':<6} "
+              f"{'yes' if node and node.instance_id in tagged else '-':<9} {iface}")
+
+
+def show_claims(world: WorldInfo) -> None:
+    from multus_eni import demo_claim
+
+    step("pre-created ENIs with fixed IPs, one per AZ, tagged multus=true,cluster=demo (as a person makes them)")
+    pool = demo_claim.create_fixed_ip_enis(world)
+    client = world.kube()
+    from multus_eni.kube.client import NodeENI
+
+    client.apply(NodeENI.from_dict(demo_claim.claim_manifest(DEMO_LABEL)), field_manager="multus-eni-demo", force=True)
+    step(f"NodeENI {demo_claim.NAME} claims them: one node per AZ gets the ENI, a label and an instance tag")
+    took = wait_until(lambda: all(demo_claim.holders(world, pool).values())
+                      and len(demo_claim.labelled_nodes(world)) == len(pool), WAIT_SECONDS,
+                      "a holder per AZ, labelled")  # fmt: skip
+    print(f"    claimed and labelled in {took:.1f}s")
+    wait_until(lambda: all(i.get("interfaceState") == "up" for i in claim_attachments(world)), WAIT_SECONDS,
+               "the claimed interfaces configured")  # fmt: skip
+    print_claims(world, pool)
+    shared_az = next((az for az in pool if sum(n.az == az for n in world.nodes) > 1), None)
+    if shared_az:
+        holder_id = demo_claim.holders(world, pool)[shared_az]
+        holder = next(n for n in world.nodes if n.instance_id == holder_id)
+        step(f"failover: {holder.name} goes away (instance terminated, Node deleted); another node in {shared_az} "
+             f"takes the fixed IP {pool[shared_az]['ip']}")
+        demo_claim.fail_node(world, holder.name, holder.instance_id)
+        def taken_over() -> bool:
+            new = demo_claim.holders(world, pool)[shared_az]
+            node = next((n for n in world.nodes if n.instance_id == new and new != holder_id), None)
+            return node is not None and node.name in demo_claim.labelled_nodes(world)
+
+        took = wait_until(taken_over, WAIT_SECONDS, "another holder, labelled")
+        print(f"    taken over in {took:.1f}s")
+        print_claims(world, pool)
+    step(f"deleting NodeENI {demo_claim.NAME}: the ENIs are released, never deleted (they are the user's)")
+    demo_claim.delete(world)
+    def statuses() -> list[str]:
+        ids = [entry["id"] for entry in pool.values()]
+        return [e["Status"] for e in world.ec2().describe_network_interfaces(NetworkInterfaceIds=ids)
+                ["NetworkInterfaces"]]  # fmt: skip
+
+    took = wait_until(lambda: set(statuses()) == {"available"} and not demo_claim.labelled_nodes(world),
+                      WAIT_SECONDS, "every ENI released")  # fmt: skip
+    print(f"    released in {took:.1f}s: {len(statuses())}/{len(pool)} ENIs still exist, available, labels removed")
+
+
+def claim_attachments(world: WorldInfo) -> list[dict[str, Any]]:
+    from lightkube import ApiError
+
+    from multus_eni import demo_claim
+    from multus_eni.kube.client import NodeENI
+
+    try:
+        obj = world.kube().get(NodeENI, demo_claim.NAME).to_dict()
+    except ApiError:
+        return []
+    return (obj.get("status") or {}).get("attachments") or []
+
+
 def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     step(f"starting the local world ({args.nodes} nodes in {args.azs} AZs) in {Path(args.dir).resolve()}")
@@ -229,6 +309,7 @@ def run(args: argparse.Namespace) -> int:
                           "the NodeENI and its ENIs to be gone",
                           lambda: f"{len(our_enis(world))} ENIs of cluster {DEMO_CLUSTER!r} left")  # fmt: skip
         print(f"    cleaned up in {took:.1f}s; ENIs left: {len(our_enis(world))}")
+        show_claims(world)
         step(f"done in {time.monotonic() - started:.1f}s")
     finally:
         for process in processes:
