@@ -112,3 +112,10 @@ def test_a_waiting_call_is_abandoned_when_the_caller_must_stop_acting() -> None:
     with pytest.raises(ThrottleAborted):
         throttler.acquire("CreateNetworkInterface")
     assert clock.now == pytest.approx(0.5)  # gave up after two slices of the 1 s wait
+
+
+def test_read_only_get_and_list_apis_use_the_describe_buckets() -> None:
+    from multus_eni.aws.throttle import category_for
+
+    assert category_for("GetSubnetCidrReservations", filtered=True) == "describe_filtered"
+    assert category_for("CreateSubnetCidrReservation", filtered=True) == "mutating"

@@ -321,7 +321,7 @@ def _attachment_schema() -> dict[str, Any]:
             "privateIP": s("Primary private IPv4 address of the ENI."),
             "claimed": _boolean("The ENI was claimed (pre-created), not created by us."),
             "interfaceName": s("Name of the interface on the node."),
-            "interfaceState": s("State the node agent reports: up, down, missing, dpdk."),
+            "interfaceState": s("Agent-reported state: up, down, missing, dpdk, in-pod (taken by a host-device pod)."),
             "message": s("Why the entry is not attached/ready, if it is not."),
             "dpdkBound": _boolean("The interface is bound to a DPDK driver."),
             "dpdkDriver": s("DPDK driver it is bound to."),

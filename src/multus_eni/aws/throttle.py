@@ -52,10 +52,14 @@ OPERATION_CATEGORY: Mapping[str, str] = {
 }
 
 
+# Read-only APIs share the Describe* buckets (e.g. GetSubnetCidrReservations), as EC2 meters them.
+READ_PREFIXES = ("Describe", "Get", "List")
+
+
 def category_for(operation: str, filtered: bool) -> str:
     if operation in OPERATION_CATEGORY:
         return OPERATION_CATEGORY[operation]
-    if operation.startswith("Describe"):
+    if operation.startswith(READ_PREFIXES):
         return "describe_filtered" if filtered else "describe_unfiltered"
     return "mutating"
 
@@ -138,7 +142,7 @@ class Throttler:
         return cls({name: spec.scaled(factor) for name, spec in AWS_BUCKETS.items()}, **kwargs)
 
     def bucket(self, operation: str, filtered: bool = True) -> TokenBucket:
-        key = operation if filtered or not operation.startswith("Describe") else f"{operation}:unfiltered"
+        key = operation if filtered or not operation.startswith(READ_PREFIXES) else f"{operation}:unfiltered"
         with self._lock:
             bucket = self.buckets.get(key)
             if bucket is None:
