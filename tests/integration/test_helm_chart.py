@@ -150,3 +150,19 @@ def test_iam_policy_scopes_every_mutation_to_our_tags() -> None:
         and s["Condition"]["StringEquals"].get("aws:RequestTag/node.k8s.amazonaws.com/no_manage") == "true"
         for s in policy["Statement"] if "Condition" in s
     ), "ENIs may only be created with no_manage=true at create time"
+
+
+def test_the_publish_sidecar_example_is_accepted_and_its_args_parse(world: WorldInfo) -> None:
+    example = CHART.parents[1] / "examples" / "pod-ips-publish.yaml"
+    docs = [doc for doc in yaml.safe_load_all(example.read_text()) if doc]
+    client: Client = world.kube()
+    namespace = docs[0]["metadata"]["namespace"]
+    client.apply(Namespace.from_dict({"metadata": {"name": namespace}}), field_manager="chart-test")
+    try:
+        for obj in load_all_yaml(yaml.safe_dump_all(docs)):
+            client.apply(obj, field_manager="chart-test", force=True, dry_run=True)
+    finally:
+        client.delete(Namespace, namespace)
+    pod = next(doc for doc in docs if doc["kind"] == "Pod")
+    sidecar = next(c for c in pod["spec"]["containers"] if c["name"] == "pod-ips-publish")
+    build_parser().parse_args(sidecar["args"])
