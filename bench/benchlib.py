@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from multus_eni.sandbox.binaries import kube_apiserver
 from multus_eni.sandbox.cli import start_world, stop_world
@@ -28,6 +28,7 @@ from multus_eni.sandbox.components import Process
 from multus_eni.sandbox.imds import SANDBOX_CALLER_HEADER
 from multus_eni.sandbox.info import DUMMY_CREDENTIALS, WorldInfo
 
+P = TypeVar("P", bound=Process)
 RESULTS = Path(__file__).resolve().parent / "results"
 MUTATING = (
     "CreateNetworkInterface",
@@ -51,6 +52,8 @@ AWS_BUCKETS: Mapping[str, tuple[float, float]] = {
     "DeleteNetworkInterface": (100, 5),
     "ModifyNetworkInterfaceAttribute": (100, 5),
     "AssignPrivateIpAddresses": (100, 5),
+    "UnassignPrivateIpAddresses": (100, 5),
+    "CreateTags": (100, 10),
 }
 
 
@@ -71,19 +74,24 @@ def floor_seconds(calls: Mapping[str, int]) -> tuple[float, str]:
 # -- the world ---------------------------------------------------------------------------------
 
 
-def world_args(directory: Path, nodes: int, azs: int, no_netns: bool) -> argparse.Namespace:
+def world_args(
+    directory: Path, nodes: int, azs: int, no_netns: bool, instance_type: str = "m5.large"
+) -> argparse.Namespace:
     return argparse.Namespace(
-        dir=directory, nodes=nodes, azs=azs, region="eu-west-2", instance_type="m5.large",
+        dir=directory, nodes=nodes, azs=azs, region="eu-west-2", instance_type=instance_type,
         attach_delay=0.3, detach_delay=0.3, no_netns=no_netns,
     )  # fmt: skip
 
 
 @contextmanager
-def bench_world(directory: Path, nodes: int, azs: int, no_netns: bool) -> Iterator[WorldInfo]:
+def bench_world(
+    directory: Path, nodes: int, azs: int, no_netns: bool, instance_type: str = "m5.large"
+) -> Iterator[WorldInfo]:
     """A world owned by this process (it stops if we die) and stopped when the block ends."""
-    say(f"starting a world of {nodes} nodes in {azs} AZs in {directory}")
+    say(f"starting a world of {nodes} {instance_type} nodes in {azs} AZs in {directory}")
     started = time.monotonic()
-    start_world(world_args(directory, nodes, azs, no_netns), owner_pid=os.getpid(), progress=lambda line: None)
+    args = world_args(directory, nodes, azs, no_netns, instance_type)
+    start_world(args, owner_pid=os.getpid(), progress=lambda line: None)
     say(f"world ready in {time.monotonic() - started:.0f}s")
     try:
         yield WorldInfo.load(directory)
@@ -148,6 +156,13 @@ def cluster_enis(ec2: Any, cluster: str) -> list[dict[str, Any]]:
 
 
 # -- the controller process --------------------------------------------------------------------
+
+
+def tied(process: P) -> P:
+    """The process gets SIGTERM when this benchmark dies, however it dies (a crash runs no
+    `finally`): util-linux's setpriv sets the parent-death signal and execs the command."""
+    process.argv = ["setpriv", "--pdeathsig", "TERM", "--", *process.argv]
+    return process
 
 
 def logged_port(process: Process, field: str, timeout: float = 60) -> int:

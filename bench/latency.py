@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import select
 import socket
 import subprocess
@@ -50,6 +51,7 @@ from benchlib import (
     peak_rss_mb,
     say,
     scrape,
+    tied,
     uncounted_ec2,
     versions,
     wait_until,
@@ -281,9 +283,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         Emulator(world.ec2_endpoint).configure(throttling=True, buckets={}, refill_scale=1.0)
         world.kube().create(NodeENI.from_dict(nodeeni_manifest(world)))
         logs = directory / "logs"
-        processes: list[AgentProcess | ControllerProcess] = [AgentProcess(world, n, logs).start() for n in world.nodes]
-        controller = ControllerProcess(
-            world, CLUSTER, logs / "controller.log", "--log-level", "INFO", "--pod-ip-grace-seconds", "1"
+        processes: list[AgentProcess | ControllerProcess] = [
+            tied(AgentProcess(world, n, logs)).start() for n in world.nodes
+        ]
+        controller = tied(
+            ControllerProcess(
+                world, CLUSTER, logs / "controller.log", "--log-level", "INFO", "--pod-ip-grace-seconds", "1"
+            )
         ).start()
         processes.append(controller)
         watchers = {n.name: LinkWatcher(n.netns) for n in world.nodes}
@@ -317,6 +323,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for process in processes:
                 process.stop()
     result["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    # The machine is shared: a high load says the run competed for the CPUs.
+    result["machine"]["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     return result
 
 

@@ -1,0 +1,128 @@
+"""The optional pods phase of bench/scale.py (`--pods-per-node K`): pod IP registration at scale.
+
+With every node's ENI attached, K pods per node are created, each with a `network-status`
+entry (an ipvlan network whose MAC is the node's ENI's, as Multus reports it) holding one
+address of the ENI's subnet; the NodeENI does not register pod IPs yet. Then, at t0, one patch
+sets `podIPRegistration: true`: the time until every address is a secondary IP of its ENI in
+EC2, the floor from the buckets of the calls that needs (per ENI one CreateTags for the ledger
+and one AssignPrivateIpAddresses; buckets refill in parallel), the calls by operation, and the
+controller's peak RSS with K x N pods in its informers.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from lightkube.resources.core_v1 import Namespace, Pod
+from lightkube.types import PatchType
+
+from benchlib import Emulator, cluster_enis, floor_seconds, peak_rss_mb, say, served, uncounted_ec2
+from multus_eni.kube.client import NodeENI
+from multus_eni.plan.netstatus import NETWORK_STATUS_ANNOTATION
+from multus_eni.sandbox.info import WorldInfo
+from multus_eni.sandbox.kubelet import nad
+
+NAMESPACE = "bench-pods"
+NAD = "ipvlan-eni"
+NODE_TAG = "multus-eni.io/node"
+
+
+def _pod(name: str, node: str, ip: str, mac: str) -> Pod:
+    status = [
+        {"name": "cluster", "interface": "eth0", "ips": ["10.244.0.9"], "mac": "0a:58:0a:f4:00:09", "default": True},
+        {"name": f"{NAMESPACE}/{NAD}", "interface": "net1", "ips": [ip], "mac": mac},
+    ]
+    return Pod.from_dict({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": NAMESPACE, "annotations": {
+            "k8s.v1.cni.cncf.io/networks": NAD, NETWORK_STATUS_ANNOTATION: json.dumps(status)}},
+        "spec": {"nodeName": node, "containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10"}]},
+    })  # fmt: skip
+
+
+def plan_pods(world: WorldInfo, enis: list[dict[str, Any]], per_node: int) -> list[tuple[str, str, str, str, str]]:
+    """(pod name, node, ENI ID, IP, MAC) for every pod; addresses from the top of each subnet
+    (EC2 picks ENI primaries from the bottom)."""
+    cidrs = {s.id: ipaddress.ip_network(s.cidr) for s in world.subnets}
+    taken: dict[str, int] = defaultdict(int)
+    out = []
+    for eni in sorted(enis, key=lambda e: e["NetworkInterfaceId"]):
+        node = next(t["Value"] for t in eni["TagSet"] if t["Key"] == NODE_TAG)
+        net = cidrs[eni["SubnetId"]]
+        for k in range(per_node):
+            taken[eni["SubnetId"]] += 1
+            ip = str(net[net.num_addresses - 1 - taken[eni["SubnetId"]]])
+            out.append((f"{node}-{k}", node, eni["NetworkInterfaceId"], ip, eni["MacAddress"]))
+    return out
+
+
+def registered(ec2: Any, cluster: str, wanted: dict[str, set[str]]) -> int:
+    """How many of the wanted addresses EC2 holds on their ENI (one uncounted, paginated read)."""
+    count = 0
+    for eni in cluster_enis(ec2, cluster):
+        held = {p["PrivateIpAddress"] for p in eni.get("PrivateIpAddresses", [])}
+        count += len(wanted.get(eni["NetworkInterfaceId"], set()) & held)
+    return count
+
+
+def pods_phase(
+    world: WorldInfo, kube: Any, emulator: Emulator, phase: Any, cluster: str, nodeeni: str, per_node: int, pid: int
+) -> dict[str, Any]:
+    ec2 = uncounted_ec2(world)
+    enis = cluster_enis(ec2, cluster)
+    pods = plan_pods(world, enis, per_node)
+    kube.create(Namespace(metadata={"name": NAMESPACE}))
+    kube.create(nad(NAMESPACE, NAD, {"type": "ipvlan", "master": "eth1", "mode": "l2", "ipam": {"type": "static"}}))
+    say(f"pods: creating {len(pods)} pods ({per_node} per node) with network-status; registration still off")
+    started = time.monotonic()
+    # Models are built, and the first one created, on this thread: msgspec's first look at a
+    # model class from several threads at once segfaults (seen here: lightkube's from_dict).
+    objects = [_pod(name, node, ip, mac) for name, node, _, ip, mac in pods]
+    kube.create(objects[0])
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(kube.create, objects[1:]))
+    created = time.monotonic() - started
+    wanted: dict[str, set[str]] = defaultdict(set)
+    for _, _, eni_id, ip, _ in pods:
+        wanted[eni_id].add(ip)
+    total = len(pods)
+    n = len(wanted)
+    floor, bucket = floor_seconds({"AssignPrivateIpAddresses": n, "CreateTags": n})
+    t0 = phase.start()
+    kube.patch(NodeENI, nodeeni, {"spec": {"podIPRegistration": True}}, patch_type=PatchType.MERGE)
+    say(f"pods: podIPRegistration on; floor for {n} ENIs (one ledger write + one batched assign each): "
+        f"{floor:.0f}s ({bucket})")  # fmt: skip
+    deadline = t0 + 3 * floor + 300
+    count, last_read, last_report = 0, t0, t0
+    while count < total:
+        now = time.monotonic()
+        if now > deadline:
+            raise TimeoutError(f"{count} of {total} pod IPs registered after {now - t0:.0f}s")
+        time.sleep(0.2)
+        # A full read costs the emulator about a second under its model lock: read EC2 once the
+        # counters say every ENI had its assign (or every 15 s, or every 2 s after that).
+        assigns = served(emulator.calls(), emulator.throttled()).get("AssignPrivateIpAddresses", 0)
+        if now - last_read >= (2 if assigns >= n else 15):
+            count, last_read = registered(ec2, cluster, wanted), time.monotonic()
+        if now - last_report >= 15:
+            last_report = now
+            say(f"  {now - t0:5.0f}s: {assigns} AssignPrivateIpAddresses answered, {count} of {total} IPs seen")
+    took = time.monotonic() - t0
+    figures = phase.figures(n)
+    return {
+        "pods": total,
+        "pods_per_node": per_node,
+        "seconds_to_create_pods": round(created, 1),
+        "seconds_to_all_registered": round(took, 1),
+        "floor_seconds": floor,
+        "floor_bucket": bucket,
+        "ratio": round(took / floor, 3) if floor else None,
+        "mutating_calls_per_pod": round(figures["mutating_calls"] / total, 3),
+        **figures,
+        "controller_peak_rss_mb": peak_rss_mb(pid),
+    }
