@@ -63,7 +63,7 @@ from benchlib import (
 from multus_eni.kube.client import NodeENI
 from multus_eni.sandbox.components import ControllerProcess
 from multus_eni.sandbox.info import WorldInfo
-from scale_pods import pods_phase
+from scale_pods import new_pod_latency, pods_phase
 
 CLUSTER = "bench"
 NODEENI = "bench-scale"
@@ -88,6 +88,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--restart-quiet-seconds", type=float, default=15.0, help="watch for calls after the restart")
     p.add_argument("--workers", type=int, default=None, help="the controller's --workers (default: its own)")
     p.add_argument("--pods-per-node", type=int, default=0, help="pods phase: pods per node (0: no pods phase)")
+    p.add_argument("--pod-latency-trials", type=int, default=20, help="pods phase: new pods timed one at a time")
     p.add_argument("--instance-type", default="m5.large", help="m5.xlarge holds 14 secondary IPv4 per ENI")
     p.add_argument("--no-restart", action="store_true")
     p.add_argument("--no-teardown", action="store_true")
@@ -408,12 +409,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             report("steady", result["steady"])
             result["controller_peak_rss_mb_after_steady"] = peak_rss_mb(controller.proc.pid)
             if args.pods_per_node:
-                result["pods"] = pods_phase(world, kube_of(world), emulator, Phase(emulator, port), CLUSTER, NODEENI,
-                                            args.pods_per_node, controller.proc.pid)  # fmt: skip
+                pods_state, result["pods"] = pods_phase(
+                    world, kube_of(world), emulator, Phase(emulator, port), CLUSTER, NODEENI, args.pods_per_node,
+                    controller.proc.pid,
+                )  # fmt: skip
                 report("pods", result["pods"])
                 # The pod IP reconciler verifies for 15 s after its last change: let that pass first.
                 result["steady_with_pods"] = steady(emulator, port, args.steady_seconds, args.resync_seconds, 20.0)
                 report("steady with pods", result["steady_with_pods"])
+                say(f"network-status -> IP registered for {args.pod_latency_trials} new pods, one at a time")
+                result["new_pod_network_status_to_registered"] = new_pod_latency(pods_state, args.pod_latency_trials)
+                report("new pod latency", result["new_pod_network_status_to_registered"])
             if not args.no_restart:
                 result["restart"], controller = restart(
                     world, emulator, controller, extra, n, args.restart_quiet_seconds
@@ -460,6 +466,9 @@ def summary(result: dict[str, Any]) -> str:
             f"{p['mutating_calls_per_pod']}; steady mutating {sp['mutating_calls']}; peak RSS "
             f"{p['controller_peak_rss_mb']:.0f} MB  [target <= 200]"
         )
+        d = result["new_pod_network_status_to_registered"]
+        lines.append(f"            a new pod among them: network-status -> registered p50 {d['p50']:.3f}s "
+                     f"p99 {d['p99']:.3f}s over {d['n']}  [target p99 <= 1]")  # fmt: skip
     if r := result.get("restart"):
         lines.append(
             f"  restart   verified in {r['seconds_to_verified']:.2f}s  [target <= 10]; EC2 calls "

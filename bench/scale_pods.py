@@ -16,12 +16,13 @@ import json
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from lightkube.resources.core_v1 import Namespace, Pod
 from lightkube.types import PatchType
 
-from benchlib import Emulator, cluster_enis, floor_seconds, peak_rss_mb, say, served, uncounted_ec2
+from benchlib import Emulator, cluster_enis, distribution, floor_seconds, peak_rss_mb, say, served, uncounted_ec2
 from multus_eni.kube.client import NodeENI
 from multus_eni.plan.netstatus import NETWORK_STATUS_ANNOTATION
 from multus_eni.sandbox.info import WorldInfo
@@ -32,31 +33,48 @@ NAD = "ipvlan-eni"
 NODE_TAG = "multus-eni.io/node"
 
 
-def _pod(name: str, node: str, ip: str, mac: str) -> Pod:
-    status = [
+def _network_status(ip: str, mac: str) -> str:
+    return json.dumps([
         {"name": "cluster", "interface": "eth0", "ips": ["10.244.0.9"], "mac": "0a:58:0a:f4:00:09", "default": True},
         {"name": f"{NAMESPACE}/{NAD}", "interface": "net1", "ips": [ip], "mac": mac},
-    ]
+    ])  # fmt: skip
+
+
+def _pod(name: str, node: str, ip: str | None = None, mac: str | None = None) -> Pod:
+    annotations = {"k8s.v1.cni.cncf.io/networks": NAD}
+    if ip and mac:
+        annotations[NETWORK_STATUS_ANNOTATION] = _network_status(ip, mac)
     return Pod.from_dict({
         "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": NAMESPACE, "annotations": {
-            "k8s.v1.cni.cncf.io/networks": NAD, NETWORK_STATUS_ANNOTATION: json.dumps(status)}},
+        "metadata": {"name": name, "namespace": NAMESPACE, "annotations": annotations},
         "spec": {"nodeName": node, "containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10"}]},
     })  # fmt: skip
 
 
-def plan_pods(world: WorldInfo, enis: list[dict[str, Any]], per_node: int) -> list[tuple[str, str, str, str, str]]:
-    """(pod name, node, ENI ID, IP, MAC) for every pod; addresses from the top of each subnet
-    (EC2 picks ENI primaries from the bottom)."""
-    cidrs = {s.id: ipaddress.ip_network(s.cidr) for s in world.subnets}
-    taken: dict[str, int] = defaultdict(int)
+class Addresses:
+    """Pod addresses from the top of each subnet (EC2 picks ENI primaries from the bottom)."""
+
+    def __init__(self, world: WorldInfo) -> None:
+        self._cidrs = {s.id: ipaddress.ip_network(s.cidr) for s in world.subnets}
+        self._taken: dict[str, int] = defaultdict(int)
+
+    def next(self, subnet_id: str) -> str:
+        net = self._cidrs[subnet_id]
+        self._taken[subnet_id] += 1
+        return str(net[net.num_addresses - 1 - self._taken[subnet_id]])
+
+
+def node_of(eni: dict[str, Any]) -> str:
+    return next(t["Value"] for t in eni["TagSet"] if t["Key"] == NODE_TAG)
+
+
+def plan_pods(enis: list[dict[str, Any]], per_node: int, addresses: Addresses) -> list[tuple[str, str, str, str, str]]:
+    """(pod name, node, ENI ID, IP, MAC) for every pod."""
     out = []
     for eni in sorted(enis, key=lambda e: e["NetworkInterfaceId"]):
-        node = next(t["Value"] for t in eni["TagSet"] if t["Key"] == NODE_TAG)
-        net = cidrs[eni["SubnetId"]]
+        node = node_of(eni)
         for k in range(per_node):
-            taken[eni["SubnetId"]] += 1
-            ip = str(net[net.num_addresses - 1 - taken[eni["SubnetId"]]])
+            ip = addresses.next(eni["SubnetId"])
             out.append((f"{node}-{k}", node, eni["NetworkInterfaceId"], ip, eni["MacAddress"]))
     return out
 
@@ -72,10 +90,11 @@ def registered(ec2: Any, cluster: str, wanted: dict[str, set[str]]) -> int:
 
 def pods_phase(
     world: WorldInfo, kube: Any, emulator: Emulator, phase: Any, cluster: str, nodeeni: str, per_node: int, pid: int
-) -> dict[str, Any]:
+) -> tuple[PodsState, dict[str, Any]]:
     ec2 = uncounted_ec2(world)
     enis = cluster_enis(ec2, cluster)
-    pods = plan_pods(world, enis, per_node)
+    addresses = Addresses(world)
+    pods = plan_pods(enis, per_node, addresses)
     kube.create(Namespace(metadata={"name": NAMESPACE}))
     kube.create(nad(NAMESPACE, NAD, {"type": "ipvlan", "master": "eth1", "mode": "l2", "ipam": {"type": "static"}}))
     say(f"pods: creating {len(pods)} pods ({per_node} per node) with network-status; registration still off")
@@ -114,7 +133,8 @@ def pods_phase(
             say(f"  {now - t0:5.0f}s: {assigns} AssignPrivateIpAddresses answered, {count} of {total} IPs seen")
     took = time.monotonic() - t0
     figures = phase.figures(n)
-    return {
+    state = PodsState(kube, ec2, enis, addresses)
+    return state, {
         "pods": total,
         "pods_per_node": per_node,
         "seconds_to_create_pods": round(created, 1),
@@ -126,3 +146,40 @@ def pods_phase(
         **figures,
         "controller_peak_rss_mb": peak_rss_mb(pid),
     }
+
+
+@dataclass
+class PodsState:
+    """What the latency trials after the pods phase need."""
+
+    kube: Any
+    ec2: Any
+    enis: list[dict[str, Any]]
+    addresses: Addresses
+
+
+def eni_addresses(ec2: Any, eni_id: str) -> set[str]:
+    raw = ec2.describe_network_interfaces(NetworkInterfaceIds=[eni_id])["NetworkInterfaces"][0]
+    return {p["PrivateIpAddress"] for p in raw.get("PrivateIpAddresses", [])}
+
+
+def new_pod_latency(state: PodsState, trials: int) -> dict[str, Any]:
+    """With every pod registered: one more pod at a time (each on another node), its
+    network-status written through pods/status as Multus writes it; until its address is on the
+    ENI (read every 10 ms, uncounted). What a user waits for in a cluster of this size."""
+    samples = []
+    step = max(1, len(state.enis) // max(trials, 1))
+    for i in range(trials):
+        eni = sorted(state.enis, key=lambda e: e["NetworkInterfaceId"])[(i * step) % len(state.enis)]
+        name, ip = f"late-{i}", state.addresses.next(eni["SubnetId"])
+        state.kube.create(_pod(name, node_of(eni)))
+        patch = {"metadata": {"annotations": {NETWORK_STATUS_ANNOTATION: _network_status(ip, eni["MacAddress"])}}}
+        t0 = time.monotonic()
+        state.kube.patch(Pod.Status, name, patch, namespace=NAMESPACE, patch_type=PatchType.MERGE)
+        deadline = t0 + 120
+        while ip not in eni_addresses(state.ec2, eni["NetworkInterfaceId"]):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{ip} of pod {name} not registered after 120 s")
+            time.sleep(0.01)
+        samples.append(time.monotonic() - t0)
+    return {**distribution(samples), "samples_seconds": [round(v, 3) for v in samples]}
