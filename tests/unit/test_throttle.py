@@ -119,3 +119,17 @@ def test_read_only_get_and_list_apis_use_the_describe_buckets() -> None:
 
     assert category_for("GetSubnetCidrReservations", filtered=True) == "describe_filtered"
     assert category_for("CreateSubnetCidrReservation", filtered=True) == "mutating"
+
+
+def test_no_mutating_attempt_is_sent_once_the_caller_must_stop_acting_reads_still_are() -> None:
+    from types import SimpleNamespace
+
+    stopped = False
+    throttler = Throttler(should_abort=lambda: stopped)
+    request = SimpleNamespace(body=b"Action=AttachNetworkInterface")
+    throttler._before_send(request, "before-send.ec2.AttachNetworkInterface")  # leading: sent
+    stopped = True
+    with pytest.raises(ThrottleAborted):  # e.g. botocore's retry after the Lease was released
+        throttler._before_send(request, "before-send.ec2.AttachNetworkInterface")
+    for read in ("DescribeNetworkInterfaces", "GetSubnetCidrReservations", "ListImagesInRecycleBin"):
+        throttler._before_send(SimpleNamespace(body=b"Filter.1.Name=x"), f"before-send.ec2.{read}")

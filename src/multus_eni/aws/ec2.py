@@ -47,8 +47,10 @@ class EC2Port:
         max_attempts: int = 5,
         throttler: Throttler | None = None,
         session: boto3.session.Session | None = None,
-        connect_timeout: float = 5,
-        read_timeout: float = 20,
+        # EC2 answers in well under a second (the world's emulator in milliseconds): a stalled
+        # endpoint must cost a pass seconds per attempt, not botocore's default 60.
+        connect_timeout: float = 3,
+        read_timeout: float = 10,
         max_pool_connections: int = 32,
     ) -> None:
         # botocore's `max_attempts` counts retries after the first attempt.

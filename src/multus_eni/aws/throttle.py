@@ -65,7 +65,8 @@ def category_for(operation: str, filtered: bool) -> str:
 
 
 class ThrottleAborted(Exception):
-    """A wait for a token was abandoned because the caller must no longer act (lost leadership)."""
+    """A call was not sent, or a wait for its token abandoned, because the caller must no longer
+    act (lost leadership, shutting down)."""
 
 
 class TokenBucket:
@@ -174,8 +175,16 @@ class Throttler:
 
     def _before_send(self, request: Any, event_name: str, **_: Any) -> None:
         operation = event_name.rsplit(".", 1)[-1]
+        # Checked at every attempt, botocore's retries included: a mutating call that began while
+        # leading is not sent again once the Lease may be someone else's (or is being released).
+        if self._should_abort is not None and _mutates(operation) and self._should_abort():
+            raise ThrottleAborted(f"{operation}: not sent, this replica must no longer act")
         self.acquire(operation, filtered=_is_filtered_or_paginated(request.body))
         # None: let botocore send the request itself.
+
+
+def _mutates(operation: str) -> bool:
+    return not operation.startswith(READ_PREFIXES)
 
 
 def _is_filtered_or_paginated(body: Any) -> bool:

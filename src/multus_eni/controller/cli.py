@@ -69,6 +69,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--renew-deadline", type=float, default=10.0)
     p.add_argument("--retry-period", type=float, default=2.0)
     p.add_argument("--identity", default=None, help="leader election identity (default: hostname_pid)")
+    p.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=10.0,
+        help="after SIGTERM, seconds to finish in-flight calls and release the Lease before exiting anyway",
+    )
     p.add_argument("--log-level", default=env("LOG_LEVEL", "INFO"))
     p.add_argument("--log-format", choices=("json", "text"), default="json")
     p.set_defaults(func=run)

@@ -24,6 +24,7 @@ from multus_eni.controller.observe import EC2Observer
 from multus_eni.controller.podips import PodIPConfig, PodIPReconciler, pod_ip_reconciler
 from multus_eni.controller.reconciler import Reconciler
 from multus_eni.controller.reservations import ReservationStep
+from multus_eni.controller.shutdown import Deadline, exit_at
 from multus_eni.diagnostics import enable_stack_dumps
 from multus_eni.kube.client import FIELD_MANAGER, NodeENI, client_from_kubeconfig
 from multus_eni.kube.events import EventRecorder
@@ -40,6 +41,8 @@ log = logging.getLogger("multus_eni.controller")
 # action chain after a little longer (a burst of chains ending becomes one pass).
 WATCH_DEBOUNCE = 0.1
 CHAIN_DEBOUNCE = 0.3
+# After SIGTERM, how long the reconcile passes get to end before the shutdown goes on without them.
+PASS_GRACE_SECONDS = 2.0
 
 
 def main(args: argparse.Namespace) -> int:
@@ -132,8 +135,11 @@ def main(args: argparse.Namespace) -> int:
     loop = Loop(reconciler.reconcile, is_leader, trigger=trigger, resync_seconds=args.resync_seconds,
                 heartbeat=heartbeat.beat)  # fmt: skip
 
+    signalled = threading.Event()
+
     def shutdown(signum: int, _frame: Any) -> None:
         log.info("signal %d: shutting down", signum)
+        signalled.set()
         stopping.set()
         loop.stop()
 
@@ -150,22 +156,43 @@ def main(args: argparse.Namespace) -> int:
         elector.start()
     else:
         _leading(True, reconciler, trigger)
+    # Passes run on their own thread: this one only waits for a signal, so a pass stuck in an EC2
+    # or apiserver call can never hold up the shutdown (signal handlers run on the main thread).
+    looping = threading.Thread(target=_run_loop, args=(loop, stopping), name="reconcile-loop", daemon=True)
+    looping.start()
+    stopping.wait()
+
+    deadline = Deadline(args.shutdown_timeout)
+    exit_at(deadline)
+    metrics.LEADER.set(0)
+    # A pass makes no further call once `stopping` is set; one that has not ended within the grace
+    # is inside a call that nobody will use the answer of: it is left behind (daemon threads).
+    passes = Deadline(min(PASS_GRACE_SECONDS, deadline.left()))
+    looping.join(passes.left())
+    if podips is not None:
+        podips.stop(timeout=passes.left())
+    # Chains get until the deadline: their call may be a create or attach worth seeing through.
+    executor.shutdown(timeout=deadline.left())
+    if elector is not None:
+        # Safe even with a pass still stuck in a call: nothing acts once `stopping` is set, and the
+        # throttler refuses every further mutating attempt (retries included) of a non-leader.
+        elector.stop(release=True, timeout=deadline.left())
+    nodeenis.stop(timeout=deadline.left())
+    nodes.stop(timeout=deadline.left())
+    recorder.stop(timeout=deadline.left())
+    for server in servers:
+        server.stop()
+    log.info("controller stopped")
+    return 0 if signalled.is_set() else 1
+
+
+def _run_loop(loop: Loop, stopping: threading.Event) -> None:
     try:
         loop.run()
+    except BaseException:
+        log.exception("the reconcile loop died; stopping")
     finally:
-        metrics.LEADER.set(0)
-        executor.shutdown(timeout=30)
-        if podips is not None:
-            podips.stop()
-        if elector is not None:
-            elector.stop(release=True)
-        nodeenis.stop()
-        nodes.stop()
-        recorder.stop()
-        for server in servers:
-            server.stop()
-        log.info("controller stopped")
-    return 0
+        stopping.set()  # wakes the main thread, which shuts the rest down
 
 
 def _leading(leading: bool, reconciler: Reconciler, trigger: Trigger) -> None:
