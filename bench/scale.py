@@ -461,8 +461,9 @@ def summary(result: dict[str, Any]) -> str:
     if p := result.get("pods"):
         sp = result["steady_with_pods"]
         lines.append(
-            f"  pods      {p['pods']} pod IPs registered in {p['seconds_to_all_registered']:.1f}s, floor "
-            f"{p['floor_seconds']:.0f}s ({p['floor_bucket']}) ratio {p['ratio']}; mutating calls/pod "
+            f"  pods      {p['pods']} pod IPs registered in {p['seconds_to_all_registered']:.1f}s (last assign "
+            f"answered at {p['seconds_to_last_assign_answered']}s), floor {p['floor_seconds']:.0f}s "
+            f"({p['floor_bucket']}) ratio {p['ratio']} ({p['ratio_ec2']} by EC2's answers); mutating calls/pod "
             f"{p['mutating_calls_per_pod']}; steady mutating {sp['mutating_calls']}; peak RSS "
             f"{p['controller_peak_rss_mb']:.0f} MB  [target <= 200]"
         )
