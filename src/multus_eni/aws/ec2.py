@@ -101,6 +101,13 @@ class EC2Port:
                 out.setdefault(raw["ResourceId"], {})[raw["Key"]] = raw.get("Value", "")
         return out
 
+    def describe_enis_on_instances(self, instance_ids: Sequence[str]) -> list[ObservedENI]:
+        """Every ENI attached to these instances, ours or not (one call per 200 instances)."""
+        out: list[ObservedENI] = []
+        for chunk in _chunks(instance_ids):
+            out += self._describe_enis([{"Name": "attachment.instance-id", "Values": chunk}])
+        return out
+
     def describe_enis(self, eni_ids: Sequence[str]) -> list[ObservedENI]:
         out: list[ObservedENI] = []
         for chunk in _chunks(eni_ids):

@@ -15,6 +15,12 @@ RECONCILE_DURATION = Histogram(
 )
 RECONCILE_ERRORS = Counter("multus_eni_reconcile_errors_total", "Passes that failed before planning.", ["stage"])
 ENIS = Gauge("multus_eni_enis", "ENIs of this cluster by state, as the last pass saw them.", ["state"])
+POD_IP_PASS_DURATION = Histogram(
+    "multus_eni_pod_ip_pass_duration_seconds",
+    "Duration of one pod-IP pass (observe, plan, act, record), by kind: full (every ENI) or scoped.",
+    ["kind"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
 LEADER = Gauge("multus_eni_leader", "1 while this replica holds the leader Lease.")
 ACTIONS = Counter("multus_eni_actions_total", "Action chains run, by kind and result.", ["action", "result"])
 

@@ -4,14 +4,18 @@ A second loop in the controller process, beside the ENI reconciler, sharing its 
 NodeENI informers, EC2 port and EventRecorder. Its own Pod, NAD and (opted-in) Namespace
 informers wake it; a burst of changes is one pass after a short debounce, so
 network-status -> registered stays well under a second. One pass:
-1. observe: pods, NADs, nodes, NodeENIs from the informers; EC2 in one snapshot (our ENIs by
-   cluster tag, claimed ones by their claim tags; subnet CIDRs cached; limits once per type);
+1. observe: pods, NADs, nodes, NodeENIs from the informers (parsed once per resourceVersion,
+   compared with the last pass: controller/podip_inputs.py); EC2: a *full* pass reads every
+   managed ENI (ours by cluster tag, claimed ones by their claim tags), a *scoped* pass re-reads
+   only the closed scope around what changed (plan/podip_scope.py), so a new pod among 10,000
+   costs the same as among ten; subnet CIDRs cached; limits once per type;
 2. plan: plan/podips.py, pure;
 3. act: controller/podips_act.py, batched per ENI, ENIs in parallel;
 4. record: Events on pods (once per problem, not per pass), a `PodIPsRegistered` condition on
    NodeENIs (a condition of its own: the ENI reconciler owns Ready and Degraded).
-After a pass that changed something, one more pass follows shortly to verify it (EC2 is
-eventually consistent, and a moved IP's old ledger entry is cleaned then).
+After a pass that changed something, one more (scoped) pass follows shortly to verify it (EC2 is
+eventually consistent, and a moved IP's old ledger entry is cleaned then). Full passes come on
+start, every resync, and when NADs, opted-in namespaces or NodeENI specs change.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -27,27 +31,25 @@ from typing import Any
 from lightkube import Client
 from lightkube.resources.core_v1 import Namespace, Pod
 
-from multus_eni.agent.annotations import REPORT_ANNOTATION, parse_report
 from multus_eni.aws.ec2 import EC2Error, EC2Port
 from multus_eni.aws.ec2_ips import describe_subnet_cidrs
-from multus_eni.controller.observe import parse_nodeenis
+from multus_eni.controller import metrics
+from multus_eni.controller.podip_inputs import Observed, PodIPInputs, scope_seeds
 from multus_eni.controller.podips_act import ActResult, PodIPActor
 from multus_eni.controller.podips_record import PodIPReporter
 from multus_eni.kube.client import NetworkAttachmentDefinition
 from multus_eni.kube.events import EventRecorder
 from multus_eni.kube.informer import Informer
-from multus_eni.kube.nodes import instance_type, provider_instance_id
 from multus_eni.plan.model import Failure, ObservedENI, next_failure
 from multus_eni.plan.netstatus import (
     NAMESPACE_OPT_IN_LABEL,
     NAMESPACE_OPT_IN_VALUE,
-    nad_view,
-    pod_view,
     slim_nad,
     slim_pod,
 )
-from multus_eni.plan.podip_enis import NodeView, SubnetCidrs
+from multus_eni.plan.podip_enis import SubnetCidrs, managed_enis
 from multus_eni.plan.podip_model import Memory, PodIPOptions, PodIPPlan, Problem
+from multus_eni.plan.podip_scope import ClusterIndex, Scope, pod_ips
 from multus_eni.plan.podips import plan_pod_ips
 
 log = logging.getLogger(__name__)
@@ -67,6 +69,8 @@ class PodIPConfig:
     # How long a ledger we wrote counts as ours even if a snapshot does not show it yet.
     recent_seconds: float = 15.0
     workers: int = 16
+    # A change touching more ENIs than this gets a full pass (one paginated read of all of them).
+    scope_limit: int = 200
 
 
 @dataclass
@@ -121,17 +125,6 @@ def pod_ip_reconciler(
     return reconciler
 
 
-def node_view(node: Mapping[str, Any]) -> NodeView:
-    meta = node.get("metadata") or {}
-    reports = parse_report((meta.get("annotations") or {}).get(REPORT_ANNOTATION)) or []
-    return NodeView(
-        name=meta.get("name", ""),
-        instance_id=provider_instance_id(node),
-        instance_type=instance_type(node),
-        interfaces={r.name: r.mac.lower() for r in reports if r.name},
-    )
-
-
 class PodIPReconciler:
     def __init__(
         self,
@@ -161,6 +154,8 @@ class PodIPReconciler:
         self.started = 0
         self.completed = 0
         self.last_act: ActResult | None = None
+        self.passes = {"full": 0, "scoped": 0}
+        self._inputs = PodIPInputs()
         self.reset()
 
     def reset(self) -> None:
@@ -174,6 +169,14 @@ class PodIPReconciler:
         self._ledgers_seen: bool | None = None  # None: not observed yet
         self._subnets: dict[str, SubnetCidrs] = {}
         self._subnets_at = 0.0
+        self._inputs.reset()  # so the next pass is a full one
+        # Every managed ENI as last read: a full pass replaces it, a scoped pass re-reads its part.
+        self._enis: dict[str, ObservedENI] = {}
+        self._due: dict[str, float] = {}  # ENI -> when it must be planned again
+        self._full_at: float | None = None
+        # The problems of the last pass that looked at each pod (scoped passes replace their pods' ones).
+        self._problems: list[Problem] = []
+        self._nodeenis_in_scope: set[str] = set()
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -238,33 +241,49 @@ class PodIPReconciler:
     # -- one pass -------------------------------------------------------------------------------
 
     def reconcile(self) -> float | None:
-        """One pass; returns when to look again (None: on change or resync only)."""
+        """One pass; returns when to look again (None: on change or resync only).
+
+        A *full* pass reads every managed ENI and plans every pod: the first one, every resync,
+        and after a NAD, opted-in namespace or NodeENI spec changed. Otherwise a pass looks only
+        at the closed scope (plan/podip_scope.py) around the pods and nodes that changed and the
+        ENIs whose timer is due, so its cost does not grow with the cluster."""
         if not all(i.has_synced() for i in self.informers.all()):
             return 0.5
+        started = time.monotonic()
         now = self._clock()
-        pods = [pod_view(p) for p in self.informers.pods.items()]
-        if self._ledgers_seen is False and not any(p.secondary_entries() for p in pods if p.live and p.node):
+        i = self.informers
+        seen = self._inputs.observe(i.pods, i.nodes, i.nads, i.namespaces, i.nodeenis)
+        if self._ledgers_seen is False and not any(pod_ips(p) for p in seen.pods.values()):
+            self._inputs.commit(seen)
             return None  # nothing to register and nothing of ours to sweep: no EC2 call
-        nodeenis = parse_nodeenis(self.informers.nodeenis.items())
-        nodes = {v.name: v for v in (node_view(n) for n in self.informers.nodes.items())}
+        why_full = seen.everything_changed or self._resync_due(now)
+        scope: Scope | None = None
         try:
-            enis = self._observe_enis(nodeenis)
+            if why_full is None:
+                dirty = {eni_id for eni_id, at in self._due.items() if at <= now}
+                if not seen.changed and not dirty:
+                    self._inputs.commit(seen)
+                    return self._next_wake(now)
+                scope = self._read_scope(seen, dirty)
+                why_full = None if scope is not None else f"more than {self.config.scope_limit} ENIs affected"
+            if why_full is not None:
+                self._enis = {e.id: e for e in self._observe_enis(seen.nodeenis)}
+            known = self._enis
+            enis = list(known.values()) if scope is None else [known[e] for e in scope.enis if e in known]
             subnets = self._subnet_cidrs(enis, now)
-            limits = self._port.instance_type_limits({n.instance_type for n in nodes.values() if n.instance_type})
+            limits = self._port.instance_type_limits({n.instance_type for n in seen.nodes.values() if n.instance_type})
         except EC2Error as err:
+            # Nothing is committed: the next pass sees the same changes again.
             log.error("cannot observe EC2 for pod IPs: %s; retrying in %.0fs", err, OBSERVE_RETRY_SECONDS)
             return OBSERVE_RETRY_SECONDS
-        observed = {e.id for e in enis}
-        self._failures = {k: f for k, f in self._failures.items() if k in observed}
-        nads = {(v.namespace, v.name): v for v in (nad_view(n) for n in self.informers.nads.items())}
-        namespaces = {(n.get("metadata") or {}).get("name", "") for n in self.informers.namespaces.items()}
+        pods = list(seen.pods.values()) if scope is None else [seen.pods[uid] for uid in scope.pods]
         plan = plan_pod_ips(
             self.config.cluster,
             pods,
-            nads,
-            nodes,
-            nodeenis,
-            namespaces,
+            seen.nads,
+            seen.nodes,
+            seen.nodeenis,
+            seen.namespaces,
             enis,
             subnets,
             limits,
@@ -272,23 +291,91 @@ class PodIPReconciler:
             self._memory(now),
             PodIPOptions(self.config.grace_seconds),
         )
-        self._unwanted_since = plan.unwanted_since
-        self._ledgers_seen = plan.ledgers > 0 or bool(plan.work)
+        in_scope = {e.id for e in enis}
+        self._merge(plan, scope, in_scope, seen)
+        self._inputs.commit(seen)
+        if scope is None:
+            self._full_at = now
+            log.debug("full pod IP pass: %s", why_full)
         if not self._may_act():
             return None
         result = self._actor.act(list(plan.work.values())) if plan.work else ActResult()
         self.last_act = result
         self._remember(plan, result, self._clock())
-        self._record(plan, result, nodeenis_raw={o["metadata"]["name"]: o for o in self.informers.nodeenis.items()})
+        self._schedule(plan, None if scope is None else scope.enis, now)
+        self._record(result, nodeenis_raw={o["metadata"]["name"]: o for o in self.informers.nodeenis.items()})
+        kind = "full" if scope is None else "scoped"
+        self.passes[kind] += 1
+        metrics.POD_IP_PASS_DURATION.labels(kind=kind).observe(time.monotonic() - started)
         log.debug(
-            "pod IP pass: %d pods, %d ENIs, %d registered, %d ENIs acted on, %d calls",
+            "%s pod IP pass: %d pods, %d ENIs, %d registered, %d ENIs acted on, %d calls",
+            kind,
             len(pods),
             len(enis),
             plan.registered,
             len(plan.work),
             result.calls,
         )
-        return self._requeue(plan, result, now)
+        return self._next_wake(now)
+
+    def _resync_due(self, now: float) -> str | None:
+        if self._full_at is None:
+            return "first pass"
+        if now - self._full_at >= self.config.resync_seconds:
+            return "resync"
+        return None
+
+    def _read_scope(self, seen: Observed, dirty: set[str]) -> Scope | None:
+        """Close the scope around what changed, re-read its ENIs, and again while the fresh state
+        widens it (an ENI appeared on a node, an address moved); None when it grows too large."""
+        seeds = scope_seeds(seen, dirty)
+        read: set[str] = set()
+        read_instances: set[str] = set()
+        for _ in range(3):
+            index = ClusterIndex(seen.pods, seen.nodes, self._enis, {k: v for k, (v, _) in self._recent.items()})
+            scope = index.close(**seeds, limit=self.config.scope_limit)
+            if scope is None:
+                return None
+            if scope.enis <= read and scope.instances <= read_instances:
+                return scope
+            self._refresh(scope.instances - read_instances, scope.enis - read, seen.nodeenis)
+            read |= scope.enis
+            read_instances |= scope.instances
+        return None
+
+    def _refresh(self, instances: set[str], eni_ids: set[str], nodeenis: list) -> None:
+        """Re-read these ENIs and every ENI now on these instances (a new one included)."""
+        fresh = self._port.describe_enis_on_instances(sorted(instances)) if instances else []
+        found = {e.id: e for e in fresh}
+        by_id = sorted(eni_ids - found.keys())
+        if by_id:
+            found.update((e.id, e) for e in self._port.describe_enis(by_id))
+        managed = managed_enis(self.config.cluster, list(found.values()), nodeenis, {})
+        for eni_id in by_id:
+            self._enis.pop(eni_id, None)  # gone, unless read again just now
+        for eni_id, eni in found.items():
+            if eni_id in managed:
+                self._enis[eni_id] = eni
+            else:
+                self._enis.pop(eni_id, None)
+
+    def _merge(self, plan: PodIPPlan, scope: Scope | None, in_scope: set[str], seen: Observed) -> None:
+        """Take the plan's view of what it looked at; keep the rest from earlier passes."""
+        if scope is None:
+            self._unwanted_since = plan.unwanted_since
+            self._failures = {k: f for k, f in self._failures.items() if k in in_scope}
+            self._ledgers_seen = plan.ledgers > 0 or bool(plan.work)
+            self._problems = plan.problems
+            self._nodeenis_in_scope = set(plan.nodeenis)
+            return
+        kept = {k: v for k, v in self._unwanted_since.items() if k[0] not in scope.enis}
+        self._unwanted_since = kept | plan.unwanted_since
+        self._failures = {k: f for k, f in self._failures.items() if k in in_scope or k not in scope.enis}
+        self._ledgers_seen = bool(self._ledgers_seen) or plan.ledgers > 0 or bool(plan.work)
+        self._problems = [
+            p for p in self._problems if p.pod is None or (p.pod.uid in seen.pods and p.pod.uid not in scope.pods)
+        ] + plan.problems
+        self._nodeenis_in_scope |= plan.nodeenis
 
     def _observe_enis(self, nodeenis: list) -> list[ObservedENI]:
         found = {e.id: e for e in self._port.describe_our_enis(self.config.cluster)}
@@ -333,18 +420,38 @@ class PodIPReconciler:
         self._blocked = {ip: f for ip, f in self._blocked.items() if ip in claimed or f.retry_at > now - 600}
         self._blocked_problems = {ip: p for ip, p in self._blocked_problems.items() if ip in self._blocked}
 
-    def _requeue(self, plan: PodIPPlan, result: ActResult, now: float) -> float | None:
-        candidates = [plan.requeue_after] if plan.requeue_after is not None else []
-        if plan.work:
-            candidates.append(VERIFY_AFTER_SECONDS)
-        candidates += [f.retry_at - now for f in self._failures.values() if f.retry_at > now]
-        candidates += [f.retry_at - now for f in self._blocked.values() if f.retry_at > now]
-        candidates += [at + self.config.recent_seconds - now for _, at in self._recent.values()]
-        return max(min(candidates), 0.05) if candidates else None
+    def _schedule(self, plan: PodIPPlan, looked_at: Collection[str] | None, now: float) -> None:
+        """When each ENI must be looked at again: its grace period or backoff ends, a change is
+        verified (EC2 is eventually consistent), or what we just wrote stops counting as recent.
+        `looked_at`: the ENIs of a scoped pass (gone ones included); None after a full pass."""
+        if looked_at is None:
+            self._due = {}
+        for eni_id in looked_at or ():
+            self._due.pop(eni_id, None)
 
-    def _record(self, plan: PodIPPlan, result: ActResult, nodeenis_raw: Mapping[str, dict[str, Any]]) -> None:
+        def at(eni_id: str, when: float) -> None:
+            if eni_id not in self._due or when < self._due[eni_id]:
+                self._due[eni_id] = when
+
+        for eni_id, seconds in plan.due.items():
+            at(eni_id, now + seconds)
+        for eni_id in plan.work:
+            at(eni_id, now + VERIFY_AFTER_SECONDS)
+        for eni_id, failure in self._failures.items():
+            if failure.retry_at > now:
+                at(eni_id, failure.retry_at)
+        for eni_id, (_, written) in self._recent.items():
+            at(eni_id, written + self.config.recent_seconds)
+
+    def _next_wake(self, now: float) -> float | None:
+        candidates = list(self._due.values())
+        if self._full_at is not None:
+            candidates.append(self._full_at + self.config.resync_seconds)
+        return max(min(candidates) - now, 0.05) if candidates else None
+
+    def _record(self, result: ActResult, nodeenis_raw: Mapping[str, dict[str, Any]]) -> None:
         # A refused address stays a problem (reported once) until its block ends.
         now = self._clock()
         waiting = [p for ip, f in self._blocked.items() if f.retry_at > now for p in self._blocked_problems.get(ip, [])]
-        problems = list(dict.fromkeys(plan.problems + result.problems + waiting))
-        self._reporter.record(problems, result.registered, plan.nodeenis, nodeenis_raw)
+        problems = list(dict.fromkeys(self._problems + result.problems + waiting))
+        self._reporter.record(problems, result.registered, self._nodeenis_in_scope, nodeenis_raw)

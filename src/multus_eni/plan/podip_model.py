@@ -90,8 +90,13 @@ class PodIPPlan:
     ledgers: int = 0
     # NodeENI names whose ENIs carry registered pods or registration is on (for their condition).
     nodeenis: set[str] = field(default_factory=set)
+    # ENI -> seconds until it must be planned again (a grace period or backoff ends): a pass
+    # woken by that timer needs to look at that ENI only.
+    due: dict[str, float] = field(default_factory=dict)
 
-    def requeue(self, seconds: float) -> None:
+    def requeue(self, seconds: float, eni_id: str) -> None:
         seconds = max(seconds, 0.0)
         if self.requeue_after is None or seconds < self.requeue_after:
             self.requeue_after = seconds
+        if eni_id not in self.due or seconds < self.due[eni_id]:
+            self.due[eni_id] = seconds

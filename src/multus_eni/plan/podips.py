@@ -197,7 +197,7 @@ class _Planner:
     def _backing_off(self, m: ManagedENI) -> bool:
         failure = self.memory.failures.get(m.id)
         if failure is not None and failure.retry_at > self.now:
-            self.plan.requeue(failure.retry_at - self.now)
+            self.plan.requeue(failure.retry_at - self.now, m.id)
             return True
         return False
 
@@ -223,7 +223,7 @@ class _Planner:
             self.plan.unwanted_since[key] = since
             due = since + self.options.grace_seconds
             if due > self.now:
-                self.plan.requeue(due - self.now)
+                self.plan.requeue(due - self.now, m.id)
                 continue
             (work.unassign_v4 if _version(ip) == 4 else work.unassign_v6).append(ip)
             ledger.discard(ip)
@@ -236,7 +236,7 @@ class _Planner:
     def _adds(self, m: ManagedENI) -> None:
         wanted = self.wanted.get(m.id, {})
         self.plan.registered += sum(1 for ip in wanted if ip in m.present)
-        missing = [ip for ip in wanted if ip not in m.present and not self._blocked(ip)]
+        missing = [ip for ip in wanted if ip not in m.present and not self._blocked(ip, m)]
         if not missing or self._backing_off(m):
             return
         # Oldest pods first when the ENI cannot take everything.
@@ -305,10 +305,10 @@ class _Planner:
         work.move_v6[ip] = holder.id
         return True
 
-    def _blocked(self, ip: str) -> bool:
+    def _blocked(self, ip: str, m: ManagedENI) -> bool:
         until = self.memory.blocked.get(ip)
         if until is not None and until > self.now:
-            self.plan.requeue(until - self.now)
+            self.plan.requeue(until - self.now, m.id)
             return True
         return False
 
