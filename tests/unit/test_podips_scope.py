@@ -126,9 +126,9 @@ def _random_cluster(rng: random.Random):
             macs_of.setdefault(instance, []).append(MACS[k])
     pods = []
     for p in range(rng.randint(0, 12)):
-        where = rng.choice(nodes + [None])
+        where = rng.choice([*nodes, None])
         macs = macs_of.get(where.instance_id, []) if where else []
-        mac = rng.choice(macs + [None, MACS[11]])
+        mac = rng.choice([*macs, None, MACS[11]])
         ips = rng.sample(POOL, rng.choice([1, 1, 2]))
         pods.append(
             pod(

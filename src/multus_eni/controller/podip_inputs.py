@@ -160,19 +160,23 @@ def _nodeeni_identities(objects: list[dict[str, Any]]) -> frozenset[tuple[Any, .
 def scope_seeds(seen: Observed, due_enis: set[str]) -> dict[str, set[str]]:
     """What a scoped pass starts from: the instances of changed nodes and of changed pods' nodes
     (before and after), changed pods, the addresses changed pods held before, and ENIs whose
-    timer is due."""
+    timer is due. Nothing when the changes cannot matter: the caller then skips the pass."""
     instances: set[str] = set()
     ips: set[str] = set()
     for name in seen.changed_nodes:
         for view in (seen.nodes.get(name), seen.before_nodes.get(name)):
             if view is not None and view.instance_id:
                 instances.add(view.instance_id)
+    pods: set[str] = set()
     for uid in seen.changed_pods:
-        for pod in (seen.pods.get(uid), seen.before_pods.get(uid)):
-            if pod is None:
-                continue
-            ips |= pod_ips(pod)
-            node = seen.nodes.get(pod.node or "") or seen.before_nodes.get(pod.node or "")
+        versions = [v for v in (seen.pods.get(uid), seen.before_pods.get(uid)) if v is not None]
+        held = {ip for v in versions for ip in pod_ips(v)}
+        if not held:
+            continue  # a pod without secondary addresses, before and after, changes nothing of ours
+        pods.add(uid)
+        ips |= held
+        for view in versions:
+            node = seen.nodes.get(view.node or "") or seen.before_nodes.get(view.node or "")
             if node is not None and node.instance_id:
                 instances.add(node.instance_id)
-    return {"instances": instances, "enis": set(due_enis), "pods": set(seen.changed_pods), "ips": ips}
+    return {"instances": instances, "enis": set(due_enis), "pods": pods, "ips": ips}

@@ -260,11 +260,11 @@ class PodIPReconciler:
         scope: Scope | None = None
         try:
             if why_full is None:
-                dirty = {eni_id for eni_id, at in self._due.items() if at <= now}
-                if not seen.changed and not dirty:
+                seeds = scope_seeds(seen, {eni_id for eni_id, at in self._due.items() if at <= now})
+                if not any(seeds.values()):
                     self._inputs.commit(seen)
                     return self._next_wake(now)
-                scope = self._read_scope(seen, dirty)
+                scope = self._read_scope(seen, seeds)
                 why_full = None if scope is not None else f"more than {self.config.scope_limit} ENIs affected"
             if why_full is not None:
                 self._enis = {e.id: e for e in self._observe_enis(seen.nodeenis)}
@@ -325,10 +325,9 @@ class PodIPReconciler:
             return "resync"
         return None
 
-    def _read_scope(self, seen: Observed, dirty: set[str]) -> Scope | None:
+    def _read_scope(self, seen: Observed, seeds: dict[str, set[str]]) -> Scope | None:
         """Close the scope around what changed, re-read its ENIs, and again while the fresh state
         widens it (an ENI appeared on a node, an address moved); None when it grows too large."""
-        seeds = scope_seeds(seen, dirty)
         read: set[str] = set()
         read_instances: set[str] = set()
         for _ in range(3):
