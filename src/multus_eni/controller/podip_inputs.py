@@ -55,10 +55,6 @@ class Observed:
     before_nodes: dict[str, NodeView] = field(default_factory=dict)
     _fingerprint: tuple[Any, ...] = ()
 
-    @property
-    def changed(self) -> bool:
-        return bool(self.everything_changed or self.changed_pods or self.changed_nodes)
-
 
 class PodIPInputs:
     def __init__(self) -> None:
@@ -173,7 +169,8 @@ def scope_seeds(seen: Observed, due_enis: set[str]) -> dict[str, set[str]]:
         held = {ip for v in versions for ip in pod_ips(v)}
         if not held:
             continue  # a pod without secondary addresses, before and after, changes nothing of ours
-        pods.add(uid)
+        if uid in seen.pods:
+            pods.add(uid)
         ips |= held
         for view in versions:
             node = seen.nodes.get(view.node or "") or seen.before_nodes.get(view.node or "")
