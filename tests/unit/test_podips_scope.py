@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable
+from typing import Any
 
 from multus_eni.plan.netstatus import PodView
 from multus_eni.plan.podip_model import Memory, PodIPPlan
@@ -16,11 +17,11 @@ from .podips_fixtures import NOW, eni, entry, node, plan, pod
 MACS = [f"02:00:00:00:00:{i:02x}" for i in range(1, 13)]
 
 
-def _index(pods: list[PodView], nodes, enis, recent=None) -> ClusterIndex:
-    return ClusterIndex({p.uid: p for p in pods}, {n.name: n for n in nodes}, {e.id: e for e in enis}, recent)
+def _index(pods: list[PodView], nodes, enis) -> ClusterIndex:
+    return ClusterIndex().sync({p.uid: p for p in pods}, {n.name: n for n in nodes}, {e.id: e for e in enis})
 
 
-def _close(index: ClusterIndex, limit: int = 100, **seeds: Iterable[str]) -> Scope:
+def _close(index: ClusterIndex, limit: int = 100, **seeds: Any) -> Scope:
     scope = index.close(**seeds, limit=limit)
     assert scope is not None
     return scope
@@ -79,9 +80,9 @@ def test_pods_contesting_an_address_are_all_in_scope() -> None:
 
 def test_an_address_we_just_wrote_counts_before_ec2_shows_it() -> None:
     vip = pod("vip", "node-3", entry("app/n", "net1", ["10.0.16.80"], MACS[2]))
-    index = _index([vip], NODES, ENIS, recent={"eni-1": frozenset({"10.0.16.80"})})
+    index = _index([vip], NODES, ENIS)
 
-    assert _close(index, pods=[vip.uid]).enis == {"eni-1", "eni-3"}
+    assert _close(index, pods=[vip.uid], recent_owned={"eni-1": {"10.0.16.80"}}).enis == {"eni-1", "eni-3"}
 
 
 def test_a_scope_larger_than_the_limit_asks_for_a_full_pass() -> None:
@@ -185,3 +186,33 @@ def test_for_every_eni_in_a_closed_scope_the_scoped_plan_equals_the_full_plan() 
         checked += bool(scope.enis) and any(_work(full, e) for e in scope.enis)
     # The generator must produce scopes with work in them, or the property is vacuous.
     assert checked > 100
+
+
+def test_an_index_kept_in_sync_across_changes_closes_like_a_fresh_one() -> None:
+    rng = random.Random(7)
+    kept = ClusterIndex()
+    nodes, enis, pods, _ = _random_cluster(rng)
+    for step in range(150):
+        # Each object either stays the same object (skipped by identity) or is replaced or removed.
+        new_nodes, new_enis, new_pods, _ = _random_cluster(rng)
+        pods = _mix(rng, pods, new_pods, lambda p: p.uid)
+        enis = _mix(rng, enis, new_enis, lambda e: e.id)
+        nodes = new_nodes if rng.random() < 0.2 else nodes
+        kept.sync({p.uid: p for p in pods}, {n.name: n for n in nodes}, {e.id: e for e in enis})
+        fresh = _index(pods, nodes, enis)
+        seeds = [{"pods": [p.uid]} for p in pods] + [{"enis": [e.id]} for e in enis]
+        seeds += [{"instances": [f"i-{n}"]} for n in range(5)] + [{"ips": [ip]} for ip in POOL]
+        for seed in seeds:
+            assert kept.close(**seed, limit=100) == fresh.close(**seed, limit=100), f"step {step}: {seed}"
+
+
+def _mix(rng: random.Random, old: list, new: list, key) -> list:
+    by_key = {key(o): o for o in old}
+    out = []
+    for item in new:
+        roll = rng.random()
+        if roll < 0.5 and key(item) in by_key:
+            out.append(by_key[key(item)])  # unchanged: the very same object
+        elif roll < 0.9:
+            out.append(item)
+    return out

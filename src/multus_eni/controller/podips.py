@@ -172,6 +172,7 @@ class PodIPReconciler:
         self._inputs.reset()  # so the next pass is a full one
         # Every managed ENI as last read: a full pass replaces it, a scoped pass re-reads its part.
         self._enis: dict[str, ObservedENI] = {}
+        self._index = ClusterIndex()
         self._due: dict[str, float] = {}  # ENI -> when it must be planned again
         self._full_at: float | None = None
         # The problems of the last pass that looked at each pod (scoped passes replace their pods' ones).
@@ -331,8 +332,9 @@ class PodIPReconciler:
         read: set[str] = set()
         read_instances: set[str] = set()
         for _ in range(3):
-            index = ClusterIndex(seen.pods, seen.nodes, self._enis, {k: v for k, (v, _) in self._recent.items()})
-            scope = index.close(**seeds, limit=self.config.scope_limit)
+            index = self._index.sync(seen.pods, seen.nodes, self._enis)
+            recent = {k: v for k, (v, _) in self._recent.items()}
+            scope = index.close(**seeds, recent_owned=recent, limit=self.config.scope_limit)
             if scope is None:
                 return None
             if scope.enis <= read and scope.instances <= read_instances:

@@ -50,43 +50,85 @@ def eni_instance(eni: ObservedENI) -> str | None:
 
 
 class ClusterIndex:
-    """Who has which address and what sits on which instance, from the last known state."""
+    """Who has which address and what sits on which instance, kept across passes.
 
-    def __init__(
-        self,
-        pods: Mapping[str, PodView],
-        nodes: Mapping[str, NodeView],
-        enis: Mapping[str, ObservedENI],
-        recent_owned: Mapping[str, Collection[str]] | None = None,
-    ) -> None:
-        self.pods = pods
-        self.enis = enis
-        self.instance_of_node = {n.name: n.instance_id for n in nodes.values() if n.instance_id}
-        self.pods_on_instance: dict[str, set[str]] = defaultdict(set)
-        self.ips_of_pod: dict[str, set[str]] = {}
-        self.claimants: dict[str, set[str]] = defaultdict(set)
+    `sync()` brings it up to date by object identity (the reconciler's views are parsed once per
+    resourceVersion and its ENIs replaced when re-read), so a pass costs work only for what
+    changed: building it from scratch for 10,000 pods and 1000 ENIs takes ~0.1 s per pass."""
+
+    def __init__(self) -> None:
+        self.pods: Mapping[str, PodView] = {}
+        self.enis: Mapping[str, ObservedENI] = {}
+        self._pods: dict[str, PodView] = {}
+        self._ips_of_pod: dict[str, frozenset[str]] = {}
+        self._claimants: dict[str, set[str]] = defaultdict(set)
+        self._pods_on_node: dict[str, set[str]] = defaultdict(set)
+        self._enis: dict[str, ObservedENI] = {}
+        self._ips_of_eni: dict[str, frozenset[str]] = {}
+        self._holders: dict[str, set[str]] = defaultdict(set)
+        self._enis_on_instance: dict[str, set[str]] = defaultdict(set)
+        self._instance_of_node: dict[str, str] = {}
+        self._nodes_on_instance: dict[str, set[str]] = defaultdict(set)
+
+    def sync(
+        self, pods: Mapping[str, PodView], nodes: Mapping[str, NodeView], enis: Mapping[str, ObservedENI]
+    ) -> ClusterIndex:
+        self.pods, self.enis = pods, enis
+        self._instance_of_node = {n.name: n.instance_id for n in nodes.values() if n.instance_id}
+        self._nodes_on_instance = defaultdict(set)
+        for name, instance in self._instance_of_node.items():
+            self._nodes_on_instance[instance].add(name)
+        for uid in self._pods.keys() - pods.keys():
+            self._put_pod(uid, None)
         for uid, pod in pods.items():
-            instance = self.instance_of_node.get(pod.node or "")
-            if instance:
-                self.pods_on_instance[instance].add(uid)
-            ips = pod_ips(pod)
-            self.ips_of_pod[uid] = ips
-            for ip in ips:
-                self.claimants[ip].add(uid)
-        self.enis_on_instance: dict[str, set[str]] = defaultdict(set)
-        self.ips_of_eni: dict[str, set[str]] = {}
-        self.holders: dict[str, set[str]] = defaultdict(set)
+            if self._pods.get(uid) is not pod:
+                self._put_pod(uid, pod)
+        for eni_id in self._enis.keys() - enis.keys():
+            self._put_eni(eni_id, None)
         for eni_id, eni in enis.items():
-            instance = eni_instance(eni)
+            if self._enis.get(eni_id) is not eni:
+                self._put_eni(eni_id, eni)
+        return self
+
+    def _put_pod(self, uid: str, pod: PodView | None) -> None:
+        old = self._pods.pop(uid, None)
+        if old is not None:
+            _discard(self._pods_on_node, old.node or "", uid)
+            for ip in self._ips_of_pod.pop(uid, frozenset()):
+                _discard(self._claimants, ip, uid)
+        if pod is None:
+            return
+        self._pods[uid] = pod
+        if pod.node:
+            self._pods_on_node[pod.node].add(uid)
+        ips = frozenset(pod_ips(pod))
+        self._ips_of_pod[uid] = ips
+        for ip in ips:
+            self._claimants[ip].add(uid)
+
+    def _put_eni(self, eni_id: str, eni: ObservedENI | None) -> None:
+        old = self._enis.pop(eni_id, None)
+        if old is not None:
+            instance = eni_instance(old)
             if instance:
-                self.enis_on_instance[instance].add(eni_id)
-            # What we wrote a moment ago counts: the snapshot may predate our own last call.
-            ips = {*eni.private_ips, *eni.ipv6s, *read_ledger(eni.tags), *(recent_owned or {}).get(eni_id, ())}
-            if eni.private_ip:
-                ips.add(eni.private_ip)
-            self.ips_of_eni[eni_id] = ips
-            for ip in ips:
-                self.holders[ip].add(eni_id)
+                _discard(self._enis_on_instance, instance, eni_id)
+            for ip in self._ips_of_eni.pop(eni_id, frozenset()):
+                _discard(self._holders, ip, eni_id)
+        if eni is None:
+            return
+        self._enis[eni_id] = eni
+        instance = eni_instance(eni)
+        if instance:
+            self._enis_on_instance[instance].add(eni_id)
+        ips = {*eni.private_ips, *eni.ipv6s, *read_ledger(eni.tags)}
+        if eni.private_ip:
+            ips.add(eni.private_ip)
+        self._ips_of_eni[eni_id] = frozenset(ips)
+        for ip in ips:
+            self._holders[ip].add(eni_id)
+
+    def _pods_on_instance(self, instance: str) -> set[str]:
+        return {uid for name in self._nodes_on_instance.get(instance, ()) for uid in self._pods_on_node.get(name, ())}
 
     def close(
         self,
@@ -95,11 +137,19 @@ class ClusterIndex:
         enis: Iterable[str] = (),
         pods: Iterable[str] = (),
         ips: Iterable[str] = (),
+        recent_owned: Mapping[str, Collection[str]] | None = None,
         limit: int,
     ) -> Scope | None:
         """The smallest closed scope containing the seeds; None when it has more than `limit` ENIs
         (a full pass is cheaper then). Seeds may name things no longer known (a deleted pod's
-        addresses, a deleted node's instance): they still pull in whatever holds them."""
+        addresses, a deleted node's instance): they still pull in whatever holds them.
+        `recent_owned`: addresses we wrote into ledgers a moment ago, which the ENIs as last read
+        may not show yet; they count as held."""
+        recent = {k: frozenset(v) for k, v in (recent_owned or {}).items()}
+        recent_holders: dict[str, set[str]] = defaultdict(set)
+        for eni_id, owned in recent.items():
+            for ip in owned:
+                recent_holders[ip].add(eni_id)
         scope_instances: set[str] = set()
         scope_enis: set[str] = set()
         scope_pods: set[str] = set()
@@ -111,12 +161,12 @@ class ClusterIndex:
         while new_instances or new_enis or new_pods or new_ips:
             for instance in new_instances - scope_instances:
                 scope_instances.add(instance)
-                new_enis |= self.enis_on_instance.get(instance, set())
-                new_pods |= self.pods_on_instance.get(instance, set())
+                new_enis |= self._enis_on_instance.get(instance, set())
+                new_pods |= self._pods_on_instance(instance)
             new_instances = set()
             for eni_id in new_enis - scope_enis:
                 scope_enis.add(eni_id)
-                new_ips |= self.ips_of_eni.get(eni_id, set())
+                new_ips |= self._ips_of_eni.get(eni_id, frozenset()) | recent.get(eni_id, frozenset())
                 eni = self.enis.get(eni_id)
                 instance = eni_instance(eni) if eni is not None else None
                 if instance:
@@ -126,17 +176,25 @@ class ClusterIndex:
                 return None
             for uid in new_pods - scope_pods:
                 scope_pods.add(uid)
-                new_ips |= self.ips_of_pod.get(uid, set())
-                instance = self.instance_of_node.get(self.pods[uid].node or "")
+                new_ips |= self._ips_of_pod.get(uid, frozenset())
+                instance = self._instance_of_node.get(self.pods[uid].node or "")
                 if instance:
                     new_instances.add(instance)
             new_pods = set()
             for ip in new_ips - seen_ips:
                 seen_ips.add(ip)
-                new_pods |= self.claimants.get(ip, set())
-                new_enis |= self.holders.get(ip, set())
+                new_pods |= self._claimants.get(ip, set())
+                new_enis |= self._holders.get(ip, set()) | recent_holders.get(ip, set())
             new_ips = set()
             new_instances -= scope_instances
             new_enis -= scope_enis
             new_pods -= scope_pods
         return Scope(frozenset(scope_enis), frozenset(scope_pods), frozenset(scope_instances))
+
+
+def _discard(index: dict[str, set[str]], key: str, member: str) -> None:
+    members = index.get(key)
+    if members is not None:
+        members.discard(member)
+        if not members:
+            del index[key]
