@@ -26,7 +26,7 @@ FINISHED_PHASES = frozenset({"Succeeded", "Failed"})
 STATUS, PUBLISHED = "status", "published"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NetworkEntry:
     """One interface of a pod with its addresses: a network-status entry or a published one."""
 
@@ -38,7 +38,7 @@ class NetworkEntry:
     source: str = STATUS
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PodView:
     namespace: str
     name: str
