@@ -124,6 +124,10 @@ class Emulator:
     def throttled(self) -> dict[str, int]:
         return self._request("throttled")
 
+    def lock_times(self, reset: bool = False) -> dict[str, dict[str, float]]:
+        """Per operation: seconds counted calls waited for / held the emulator's one model lock."""
+        return self._request("lock" + ("?reset=1" if reset else ""))
+
     def reset(self) -> None:
         self._request("calls", "DELETE")
         self._request("throttled", "DELETE")

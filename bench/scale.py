@@ -419,7 +419,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 report("steady with pods", result["steady_with_pods"])
                 say(f"network-status -> IP registered for {args.pod_latency_trials} new pods, one at a time")
                 result["new_pod_network_status_to_registered"] = new_pod_latency(
-                    pods_state, args.pod_latency_trials, port
+                    pods_state, args.pod_latency_trials, port, emulator
                 )
                 report("new pod latency", result["new_pod_network_status_to_registered"])
             if not args.no_restart:
@@ -475,6 +475,11 @@ def summary(result: dict[str, Any]) -> str:
         if (alone := d.get("without_overlap")) is not None:
             lines.append(f"            ({len(d['trials_overlapping_an_eni_pass'])} trials overlapped an ENI reconciler "
                          f"pass; the other {alone['n']}: p50 {alone['p50']:.3f}s p99 {alone['p99']:.3f}s)")  # fmt: skip
+        if waits := d.get("longest_emulator_lock_wait_seconds"):
+            slow = [i for i, v in enumerate(d["samples_seconds"]) if v > 1.0]
+            lines.append("            trials over 1 s: " + (", ".join(
+                f"{d['samples_seconds'][i]:.2f}s (waited {waits[i]:.2f}s for the emulator's lock)" for i in slow
+            ) or "none"))  # fmt: skip
     if r := result.get("restart"):
         lines.append(
             f"  restart   verified in {r['seconds_to_verified']:.2f}s  [target <= 10]; EC2 calls "

@@ -187,13 +187,13 @@ def eni_addresses(ec2: Any, eni_id: str) -> set[str]:
     return {p["PrivateIpAddress"] for p in raw.get("PrivateIpAddresses", [])}
 
 
-def new_pod_latency(state: PodsState, trials: int, metrics_port: int) -> dict[str, Any]:
+def new_pod_latency(state: PodsState, trials: int, metrics_port: int, emulator: Emulator) -> dict[str, Any]:
     """With every pod registered: one more pod at a time (each on another node), its
     network-status written through pods/status as Multus writes it; until its address is on the
     ENI (read every 50 ms, uncounted: at 1000 nodes a read of one ENI costs the emulator a few ms
     under its model lock, and a faster poll would slow what it measures). What a user waits for
     in a cluster of this size."""
-    samples, overlapped = [], []
+    samples, overlapped, lock_waits = [], [], []
     before = scrape(metrics_port)
     step = max(1, len(state.enis) // max(trials, 1))
     for i in range(trials):
@@ -202,6 +202,7 @@ def new_pod_latency(state: PodsState, trials: int, metrics_port: int) -> dict[st
         name, ip = f"late-{i}", state.addresses.next(eni["SubnetId"])
         state.kube.create(_pod(name, node_of(eni)))
         patch = {"metadata": {"annotations": {NETWORK_STATUS_ANNOTATION: _network_status(ip, eni["MacAddress"])}}}
+        emulator.lock_times(reset=True)
         t0 = time.monotonic()
         state.kube.patch(Pod.Status, name, patch, namespace=NAMESPACE, patch_type=PatchType.MERGE)
         deadline = t0 + 120
@@ -210,6 +211,8 @@ def new_pod_latency(state: PodsState, trials: int, metrics_port: int) -> dict[st
                 raise TimeoutError(f"{ip} of pod {name} not registered after 120 s")
             time.sleep(0.05)
         samples.append(time.monotonic() - t0)
+        # The longest any controller call waited for the emulator's model lock during the trial.
+        lock_waits.append(max((t["wait_max"] for t in emulator.lock_times().values()), default=0.0))
         # Did the ENI reconciler run a pass meanwhile? Its full DescribeNetworkInterfaces of every
         # ENI holds the emulator's one model lock for ~2 s at this size (docs/performance.md). Its
         # passes take under OVERLAP_WAIT, so every pass that overlapped this trial has ended by
@@ -222,6 +225,7 @@ def new_pod_latency(state: PodsState, trials: int, metrics_port: int) -> dict[st
         **distribution(samples),
         "samples_seconds": [round(v, 3) for v in samples],
         "trials_overlapping_an_eni_pass": overlapped,
+        "longest_emulator_lock_wait_seconds": [round(v, 3) for v in lock_waits],
         "without_overlap": distribution(alone) if alone else None,
         "pod_ip_passes": pass_durations(before, scrape(metrics_port)),
     }

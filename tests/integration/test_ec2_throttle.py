@@ -170,3 +170,34 @@ def test_faults_and_throttling_are_switchable_over_http(emulator: EC2Emulator, n
         answer = json.load(response)
     assert (answer["throttling"], answer["fault_error_share"], answer["fault_seed"]) == (True, 0.25, 3)
     assert emulator.settings()["throttling"] is True
+
+
+def test_model_lock_waits_are_measured_per_operation(emulator: EC2Emulator, net: Net) -> None:
+    """Benchmarks separate the emulator's serialisation (one lock, unlike EC2) from the controller's
+    time: a call that waited behind a held lock shows that wait."""
+    import json
+    import threading
+    import time
+    import urllib.request
+
+    from multus_eni.sandbox.ec2 import runtime
+
+    def lock_times(reset: bool = False) -> dict:
+        url = emulator.endpoint + "/_fidelity/lock" + ("?reset=1" if reset else "")
+        with urllib.request.urlopen(url) as response:
+            return json.load(response)
+
+    lock_times(reset=True)
+    eni = net.eni(AZ)
+    with runtime.MODEL_LOCK:  # what a long DescribeNetworkInterfaces of every ENI does
+        caller = threading.Thread(target=lambda: net.describe_eni(eni))
+        caller.start()
+        time.sleep(0.3)
+    caller.join(10)
+
+    times = lock_times(reset=True)
+    assert times["CreateNetworkInterface"]["calls"] == 1
+    assert times["DescribeNetworkInterfaces"]["calls"] == 1
+    assert times["DescribeNetworkInterfaces"]["wait_max"] >= 0.1
+    assert times["DescribeNetworkInterfaces"]["hold_max"] > 0
+    assert lock_times() == {}

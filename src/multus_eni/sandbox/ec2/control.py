@@ -5,6 +5,8 @@ POST /_fidelity/config  {json}     -> change settings; answers the new settings 
 GET  /_fidelity/calls[?reset=1]    -> {"Operation": count} of EC2 calls received (reset after reading)
 DELETE /_fidelity/calls            -> reset the counts, answers the counts before the reset
 GET  /_fidelity/throttled[?reset=1], DELETE /_fidelity/throttled -> the same for refused calls
+GET  /_fidelity/lock[?reset=1]     -> {"Operation": {calls, wait_total, wait_max, hold_total, hold_max}}:
+                                      seconds counted calls waited for / held the model lock
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ def handle(environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]
                 return _json(start_response, "200 OK", runtime.settings.update(**changes))
             except ValueError as error:
                 return _json(start_response, "400 Bad Request", {"error": str(error)})
-    counters = {"calls": runtime.calls, "throttled": runtime.throttled}
+    counters = {"calls": runtime.calls, "throttled": runtime.throttled, "lock": runtime.lock_times}
     if name in counters:
         counter = counters[name]
         if method == "GET":

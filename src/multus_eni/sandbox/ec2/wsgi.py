@@ -65,11 +65,15 @@ class FidelityApp:
                 return ec2_error(start_response, *THROTTLED)
             if fault := runtime.faults.error():
                 return ec2_error(start_response, *fault)
+        arrived = time.monotonic()
         with runtime.MODEL_LOCK:
+            acquired = time.monotonic()
             result = self._moto_app(environ, start_response)
             try:
                 body = b"".join(result)
             finally:
                 if hasattr(result, "close"):
                     result.close()
+        if operation is not None and SANDBOX_CALLER_ENVIRON not in environ:
+            runtime.lock_times.add(operation, acquired - arrived, time.monotonic() - acquired)
         return [body]
