@@ -477,8 +477,9 @@ def summary(result: dict[str, Any]) -> str:
                          f"pass; the other {alone['n']}: p50 {alone['p50']:.3f}s p99 {alone['p99']:.3f}s)")  # fmt: skip
         if waits := d.get("longest_emulator_lock_wait_seconds"):
             slow = [i for i, v in enumerate(d["samples_seconds"]) if v > 1.0]
-            lines.append("            trials over 1 s: " + (", ".join(
-                f"{d['samples_seconds'][i]:.2f}s (waited {waits[i]:.2f}s for the emulator's lock)" for i in slow
+            lines.append("            trials over 1 s (and the longest wait of an EC2 call for the emulator's "
+                         "lock during each): " + (", ".join(
+                f"{d['samples_seconds'][i]:.2f}s ({waits[i]:.2f}s)" for i in slow
             ) or "none"))  # fmt: skip
     if r := result.get("restart"):
         lines.append(
