@@ -108,6 +108,8 @@ def test_a_new_pod_on_a_new_eni_is_registered_reading_only_its_node(
 def test_changes_that_cannot_matter_cost_no_pass_and_no_call(
     h: Harness, running: Running, port: RecordingPort
 ) -> None:
+    # Earlier registrations' timers (verification, "recent" windows) must have run out first.
+    wait_for(lambda: not running.reconciler.timers(), 30, "no ENI due for another look")
     host = h.launch()
     h.pod("no-secondary", host)  # a pod without network-status: nothing of ours
     running.settle(lambda: running.reconciler.informers.pods.get("no-secondary", h.namespace) is not None)

@@ -179,6 +179,10 @@ class PodIPReconciler:
         self._problems: list[Problem] = []
         self._nodeenis_in_scope: set[str] = set()
 
+    def timers(self) -> dict[str, float]:
+        """ENI -> when it is due to be looked at again (a copy; for tests and diagnostics)."""
+        return dict(self._due)
+
     # -- the loop -----------------------------------------------------------------------------
 
     def notify(self) -> None:
