@@ -137,6 +137,7 @@ def plan(
     sgs: list[SecurityGroup] | None = None,
     limits: dict[str, InstanceLimits] | None = None,
     grace: float = 300.0,
+    others: list[ObservedENI] = (),  # type: ignore[assignment]
 ):
     return plan_enis(
         CLUSTER,
@@ -150,6 +151,7 @@ def plan(
         failures or {},
         in_flight=in_flight or set(),
         options=PlanOptions(grace_seconds=grace),
+        others=list(others),
     )
 
 

@@ -212,6 +212,35 @@ def test_the_nodeeni_already_holding_a_device_index_keeps_it() -> None:
     assert condition(p.nodeenis["alpha"].status, "Degraded")["reason"] == "DeviceIndexInUse"
 
 
+def test_a_claimed_enis_device_index_is_a_condition_not_a_doomed_call() -> None:
+    # A pre-created ENI (not ours) claimed onto the node at the device index this NodeENI wants.
+    a1 = node("a1")
+    claimed = eni(None, None, attached_to=a1, device_index=1, tags={"team": "fixed-ip"})
+    wanted = nodeeni("created", deviceIndex=1)
+
+    p = plan([wanted], [a1], others=[claimed])
+
+    assert p.actions == []
+    degraded = condition(p.nodeenis["created"].status, "Degraded")
+    assert degraded["reason"] == "DeviceIndexInUse"
+    assert claimed.id in degraded["message"] and "a1" in degraded["message"]
+    # Elsewhere the slot is free, and another index on a1 is too.
+    assert [a.nodeeni for a in plan([nodeeni("other", deviceIndex=2)], [a1], others=[claimed]).actions] == ["other"]
+
+
+def test_claimed_enis_count_against_the_attachment_limit() -> None:
+    # m5.large: 3 interfaces; the primary, one of ours and one claimed ENI take them.
+    a1 = node("a1")
+    first, second = nodeeni("n-1", deviceIndex=1), nodeeni("n-3", deviceIndex=3)
+    ours = eni(first, a1, attached_to=a1, device_index=1)
+    claimed = eni(None, None, attached_to=a1, device_index=2, tags={"team": "fixed-ip"})
+
+    p = plan([first, second], [a1], [ours], others=[claimed])
+
+    assert p.actions == []
+    assert condition(p.nodeenis["n-3"].status, "Degraded")["reason"] == "AttachmentLimitExceeded"
+
+
 def test_the_attachment_limit_of_the_instance_type_is_a_condition_not_a_doomed_call() -> None:
     # m5.large: 3 interfaces; the primary and two of ours already take them.
     a1 = node("a1")

@@ -138,6 +138,7 @@ class Reconciler:
             failures,
             in_flight=busy,
             options=self._options,
+            others=snapshot.claimable,
         )
         # Claims of pre-created ENIs (plan/claim.py) join the same plan: one record, one act.
         claims = plan_claims(

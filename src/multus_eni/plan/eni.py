@@ -79,10 +79,14 @@ def plan_enis(
     *,
     in_flight: Collection[str] = frozenset(),
     options: PlanOptions = PlanOptions(),
+    others: Sequence[ObservedENI] = (),
 ) -> Plan:
+    """`others`: ENIs seen that are not ours (claimed pre-created ones): their attachments take
+    device slots and count against the instance's interface limit too."""
     return _Planner(
-        cluster, nodeenis, nodes, observed_enis, subnets, security_groups, limits, now, failures, in_flight, options
-    ).run()
+        cluster, nodeenis, nodes, observed_enis, subnets, security_groups, limits, now, failures, in_flight, options,
+        others,
+    ).run()  # fmt: skip
 
 
 class _Planner:
@@ -99,6 +103,7 @@ class _Planner:
         failures: Mapping[str, Failure],
         in_flight: Collection[str],
         options: PlanOptions,
+        others: Sequence[ObservedENI] = (),
     ) -> None:
         self.cluster = cluster
         self.nodeenis = [n for n in nodeenis if handled_here(n)]
@@ -125,7 +130,9 @@ class _Planner:
         # Interfaces per instance and device slots taken, by our ENIs (the primary ENI takes 1).
         self.load: dict[str, int] = defaultdict(lambda: 1)
         self.slots: dict[tuple[str, int], str] = {}
-        for eni, _ in self.ours:
+        ours = {eni.id for eni, _ in self.ours}
+        self.foreign = {eni.id for eni in others if eni.id not in ours}
+        for eni in [e for e, _ in self.ours] + [e for e in others if e.id in self.foreign]:
             att = eni.attachment
             if att and att.status in (*ACTIVE_ATTACHMENT, "detaching"):
                 self.load[att.instance_id] += 1
@@ -215,6 +222,13 @@ class _Planner:
             self._entry(d, FAILED, eni, message, Problem("AttachmentLimitExceeded", message, node=d.node.name))
             return False
         holder = self.slots.get((instance, d.device_index))
+        if holder is not None and holder in self.foreign:
+            message = (
+                f"device index {d.device_index} on node {d.node.name} is taken by {holder}, an ENI multus-eni did not "
+                "create (a claimed, pre-created one); give this NodeENI or the claim another deviceIndex"
+            )
+            self._entry(d, FAILED, eni, message, Problem("DeviceIndexInUse", message, node=d.node.name))
+            return False
         if holder is not None and (eni is None or holder != eni.id):
             message = f"waiting for device index {d.device_index} on node {d.node.name} to be freed (by {holder})"
             self._entry(d, CREATING if eni is None else ATTACHING, eni, message, None, self._pending(d))
