@@ -189,10 +189,14 @@ def test_model_lock_waits_are_measured_per_operation(emulator: EC2Emulator, net:
 
     lock_times(reset=True)
     eni = net.eni(AZ)
+    described = runtime.calls.snapshot().get("DescribeNetworkInterfaces", 0)
     with runtime.MODEL_LOCK:  # what a long DescribeNetworkInterfaces of every ENI does
         caller = threading.Thread(target=lambda: net.describe_eni(eni))
         caller.start()
-        time.sleep(0.3)
+        # The call is counted just before it queues for the lock: from then on it waits.
+        wait_for(lambda: runtime.calls.snapshot().get("DescribeNetworkInterfaces", 0) > described,
+                 what="the Describe to reach the emulator")  # fmt: skip
+        time.sleep(0.3)  # the stimulus: the lock stays held this long after the call queued
     caller.join(10)
 
     times = lock_times(reset=True)
